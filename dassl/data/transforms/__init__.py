@@ -1,0 +1,11 @@
+"""Image transforms: `build_transform` (upstream choices) and the registry of test pre-transforms."""
+from .pre_transforms import PRE_TRANSFORM_REGISTRY, ComposePIL, build_pre_transform
+from .transforms import INTERPOLATION_MODES, build_transform
+
+__all__ = [
+    "INTERPOLATION_MODES",
+    "build_transform",
+    "PRE_TRANSFORM_REGISTRY",
+    "build_pre_transform",
+    "ComposePIL",
+]

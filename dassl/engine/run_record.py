@@ -1,0 +1,96 @@
+"""`results.json`: the structured record of one run, which tools/parse_results.py reads.
+
+Written atomically after every evaluation, so a crash never leaves a half-written file and a resumed
+run keeps the epochs it had already recorded.
+"""
+import json
+import os
+import time
+
+FORMAT_VERSION = 1
+FILENAME = "results.json"
+
+
+def cfg_to_dict(node):
+    """A yacs CfgNode as plain JSON-able nested dicts (tuples become lists)."""
+    if isinstance(node, dict):
+        return {k: cfg_to_dict(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [cfg_to_dict(v) for v in node]
+    return node
+
+
+def run_identity(cfg):
+    """The fields that group runs into experiments (dataset, trainer, config, pair, seed)."""
+    ipclip = cfg.TRAINER.get("IPCLIP", None)
+    scenario = ipclip.get("SCENARIO", "") if ipclip is not None else ""
+    return {
+        "dataset": cfg.DATASET.NAME,
+        "trainer": cfg.TRAINER.NAME,
+        "config_name": cfg.CONFIG_NAME,
+        "source_domains": list(cfg.DATASET.SOURCE_DOMAINS),
+        "target_domains": list(cfg.DATASET.TARGET_DOMAINS),
+        "scenario": scenario,
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "seed": cfg.SEED,
+        "max_epoch": cfg.OPTIM.MAX_EPOCH,
+    }
+
+
+def read_results(output_dir):
+    """The parsed results.json of a run folder, or None if there is none."""
+    path = os.path.join(output_dir, FILENAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+class RunRecord:
+    def __init__(self, cfg):
+        self.path = os.path.join(cfg.OUTPUT_DIR, FILENAME)
+        self.data = {
+            "format": FORMAT_VERSION,
+            "finished": False,
+            "eval_only": False,
+            "run": run_identity(cfg),
+            "epochs": [],
+            "final": {},
+            "wall_time_s": 0.0,
+            "config": cfg_to_dict(cfg),
+        }
+        self._start = time.time()
+        self._previous_wall = 0.0
+
+    def keep_previous(self, upto_epoch):
+        """On resume: keep the epochs (<= upto_epoch) and the wall time an earlier attempt recorded."""
+        old = read_results(os.path.dirname(self.path))
+        if not old:
+            return
+        self.data["epochs"] = [e for e in old.get("epochs", []) if e["epoch"] <= upto_epoch]
+        self._previous_wall = float(old.get("wall_time_s", 0.0))
+
+    def add_epoch(self, epoch, train=None, lr=None, test=None):
+        entry = {"epoch": epoch}
+        if train:
+            entry["train"] = train
+        if lr is not None:
+            entry["lr"] = lr
+        if test:
+            entry["test"] = test
+        epochs = [e for e in self.data["epochs"] if e["epoch"] != epoch]
+        epochs.append(entry)
+        self.data["epochs"] = sorted(epochs, key=lambda e: e["epoch"])
+
+    def set_final(self, test, eval_only=False):
+        self.data["final"] = test
+        self.data["eval_only"] = eval_only
+
+    def save(self, finished=False):
+        self.data["finished"] = finished
+        self.data["wall_time_s"] = round(self._previous_wall + time.time() - self._start, 3)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.data, f, indent=2)
+        os.replace(tmp, self.path)

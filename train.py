@@ -1,0 +1,125 @@
+"""Train or evaluate one run: upstream Dassl/CoOp CLI, then `KEY VALUE` config overrides.
+
+Config order: engine defaults -> project keys (trainers/config.py) -> --dataset-config-file ->
+--config-file -> CLI flags -> trailing KEY VALUE pairs -> freeze.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+from dassl.config import get_cfg_default
+from dassl.engine import build_trainer
+from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from trainers import register_all
+from trainers.config import extend_cfg
+
+
+def print_args(args, cfg):
+    print("***************")
+    print("** Arguments **")
+    print("***************")
+    for key in sorted(args.__dict__.keys()):
+        print(f"{key}: {args.__dict__[key]}")
+    print("************")
+    print("** Config **")
+    print("************")
+    print(cfg)
+
+
+def reset_cfg(cfg, args):
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed is not None:
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def _merge_file(cfg, path, flag):
+    if not os.path.isfile(path):
+        sys.exit(f"error: {flag} {path!r} does not exist (configs live under configs/datasets/ and "
+                 "configs/trainers/<Trainer>/)")
+    cfg.merge_from_file(path)
+
+
+def setup_cfg(args):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if args.dataset_config_file:
+        _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
+    if args.config_file:
+        _merge_file(cfg, args.config_file, "--config-file")
+        if not cfg.CONFIG_NAME:
+            cfg.CONFIG_NAME = os.path.splitext(os.path.basename(args.config_file))[0]
+    reset_cfg(cfg, args)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=str, default="", help="path to dataset root (DATASET.ROOT)")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory (OUTPUT_DIR)")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (>= 0 fixes every RNG)")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source (authorized) domains")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target (unauthorized) domains")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="trainer config file")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="modify config options using the command-line (KEY VALUE pairs)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    register_all()
+    cfg = setup_cfg(args)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        trainer.record.set_final(dict(trainer.last_test_results), eval_only=True)
+        trainer.record.save(finished=True)
+        return trainer
+    if not args.no_train:
+        trainer.train()
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""IP projector: per-layer visual statistics -> instance-conditional prompt tokens.
+
+Domain (style) tokens: one per encoder layer, from that layer's AdaIN statistics (mu, sigma).
+Image (content) tokens: M tokens, each a different learned mixture over layers of the per-layer
+content embeddings (mapped from mu, the mean-pooled tokens). The release's M image tokens were copies
+of one vector; distinct mixing weights plus a learned per-token offset keep ours apart.
+
+All L layers are processed at once: widths are zero-padded to the widest layer and each layer owns a
+slice of a stacked weight tensor (one einsum per linear map, no loop over layers in the maths).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Scale of the tokens at initialisation, CoOp's context-vector init std.
+DEFAULT_TOKEN_INIT_STD = 0.02
+
+
+def stack_layer_stats(stats, layer_dims):
+    """list of L (mu, sigma) [B, C_l] -> (mu [B, L, C_max], sigma [B, L, C_max]).
+
+    Padding is mu = 0, sigma = 1, so that both are exactly 0 after `squash_stats`.
+    """
+    if not isinstance(stats, (list, tuple)) or len(stats) != len(layer_dims):
+        got = len(stats) if isinstance(stats, (list, tuple)) else type(stats).__name__
+        raise ValueError(f"IPProjector expects a list of {len(layer_dims)} (mu, sigma) pairs (one "
+                         f"per encoder layer, as VisualFeatureTap.tap returns), got {got}.")
+    width = max(layer_dims)
+    mus, sigmas = [], []
+    for index, (pair, dim) in enumerate(zip(stats, layer_dims)):
+        mu, sigma = pair
+        if mu.dim() != 2 or mu.shape[1] != dim or sigma.shape != mu.shape:
+            raise ValueError(f"Layer {index}: expected mu and sigma of shape [B, {dim}], got "
+                             f"{tuple(mu.shape)} and {tuple(sigma.shape)}; build the projector "
+                             "with layer_dims=VisualFeatureTap.layer_dims of the same encoder.")
+        mus.append(F.pad(mu, (0, width - dim)))
+        sigmas.append(F.pad(sigma, (0, width - dim), value=1.0))
+    return torch.stack(mus, dim=1), torch.stack(sigmas, dim=1)
+
+
+def squash_stats(mu, sigma):
+    """Elementwise rescaling of the statistics to O(1..10) for any backbone: asinh(mu) (a smooth
+    signed log: ViT-B/16 has channels in the hundreds) and log(sigma).
+
+    Elementwise on purpose: a LayerNorm over channels would remove each image's overall brightness
+    and contrast (the mean and scale of mu and log sigma across channels), which is style.
+    """
+    return torch.asinh(mu), torch.log(sigma)
+
+
+class PerLayerLinear(nn.Module):
+    """L independent linear maps (layer l: in_features[l] -> out_features) applied in one einsum.
+
+    Inputs are zero-padded to max(in_features); the padded weight rows start at zero and receive
+    zero gradient, so each layer behaves exactly like its own nn.Linear.
+    """
+
+    def __init__(self, in_features, out_features, weight_std=None):
+        super().__init__()
+        self.in_features = list(in_features)
+        self.out_features = out_features
+        width = max(self.in_features)
+        self.weight = nn.Parameter(torch.zeros(len(self.in_features), width, out_features))
+        self.bias = nn.Parameter(torch.zeros(len(self.in_features), out_features))
+        with torch.no_grad():
+            for layer, fan_in in enumerate(self.in_features):
+                block = self.weight[layer, :fan_in]
+                if weight_std is None:  # nn.Linear's default range
+                    bound = 1.0 / math.sqrt(fan_in)
+                    block.uniform_(-bound, bound)
+                    self.bias[layer].uniform_(-bound, bound)
+                else:
+                    block.normal_(0.0, weight_std)
+
+    def forward(self, x):
+        """x [B, L, max(in_features)] -> [B, L, out_features]."""
+        return torch.einsum("bli,lio->blo", x, self.weight) + self.bias
+
+
+class PerLayerMLP(nn.Module):
+    """Per-layer two-layer MLP (Linear, GELU, Linear) over L layers at once; inputs may be several
+    padded tensors whose first linear maps are summed (a linear map of their concatenation)."""
+
+    def __init__(self, in_features, n_inputs, hidden, out_features, out_std):
+        super().__init__()
+        n_layers = len(in_features)
+        self.inputs = nn.ModuleList(PerLayerLinear(in_features, hidden) for _ in range(n_inputs))
+        self.output = PerLayerLinear([hidden] * n_layers, out_features,
+                                     weight_std=out_std / math.sqrt(hidden))
+
+    def forward(self, *xs):
+        hidden = sum(linear(x) for linear, x in zip(self.inputs, xs))
+        return self.output(F.gelu(hidden))
+
+
+class IPProjector(nn.Module):
+    """Maps the per-layer statistics of one image batch to its prompt context tokens.
+
+    layer_dims: channel width of each encoder layer (VisualFeatureTap.layer_dims).
+    text_width: width of the text encoder's token embeddings (clip_model.ln_final.weight.shape[0]).
+    n_image_tokens: M, the number of image (content) tokens.
+    hidden: hidden width of the per-layer MLPs (default text_width // 4).
+    """
+
+    def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
+                 token_init_std=DEFAULT_TOKEN_INIT_STD):
+        super().__init__()
+        layer_dims = [int(d) for d in layer_dims]
+        if not layer_dims or min(layer_dims) < 1:
+            raise ValueError(f"IPProjector needs at least one layer of positive width, got "
+                             f"layer_dims={layer_dims}.")
+        if n_image_tokens < 1:
+            raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
+        hidden = hidden or max(text_width // 4, 1)
+        self.layer_dims = layer_dims
+        self.text_width = text_width
+        self.n_image_tokens = n_image_tokens
+        n_layers = len(layer_dims)
+
+        # Domain token of layer l from concat(mu_l, log sigma_l).
+        self.domain_mlp = PerLayerMLP(layer_dims, 2, hidden, text_width, token_init_std)
+        # Content embedding of layer l from mu_l, then M learned mixtures over layers.
+        self.content_mlp = PerLayerMLP(layer_dims, 1, hidden, text_width, token_init_std)
+        # Random (not uniform) mixing logits: identical rows would give identical tokens forever.
+        self.mix_logits = nn.Parameter(torch.randn(n_image_tokens, n_layers))
+        self.image_token_offset = nn.Parameter(torch.randn(n_image_tokens, text_width)
+                                               * token_init_std)
+
+    @property
+    def n_domain_tokens(self):
+        return len(self.layer_dims)
+
+    @property
+    def n_context_tokens(self):
+        """Tokens between [SOS] and the class name: L domain tokens then M image tokens."""
+        return len(self.layer_dims) + self.n_image_tokens
+
+    def forward(self, stats):
+        """stats (list of L (mu, sigma) [B, C_l]) -> (domain_tokens [B, L, D], image_tokens [B, M, D])."""
+        mu, sigma = stack_layer_stats(stats, self.layer_dims)
+        mu, log_sigma = squash_stats(mu, sigma)
+        domain_tokens = self.domain_mlp(mu, log_sigma)
+        content = self.content_mlp(mu)
+        mixing = torch.softmax(self.mix_logits, dim=-1).to(content.dtype)
+        image_tokens = torch.einsum("ml,bld->bmd", mixing, content) + self.image_token_offset
+        return domain_tokens, image_tokens
+
+    def context(self, stats):
+        """stats -> [B, L + M, D]: domain tokens then image tokens, the prompt's context layout."""
+        domain_tokens, image_tokens = self(stats)
+        return torch.cat([domain_tokens, image_tokens.to(domain_tokens.dtype)], dim=1)

@@ -1,0 +1,155 @@
+"""IP-CLIP's training objective (method.md section 4).
+
+    L = CE_a - w_u*min(CE_u, U) + s_ai*w_ai*min(CE_ai, U) - w_ui*min(CE_ui, U)
+        - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U)
+
+`min(term, U)` is `torch.clamp(term, max=U)`: a maximised term stops pulling (value and gradient)
+once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis (the
+release normalised over the batch axis).
+"""
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Config key (under the node given to IPCLIPLossWeights.from_cfg) of each weight.
+CONFIG_KEYS = {
+    "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
+    "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
+}
+
+#: The release's per-scenario values (method.md section 4); unlisted weights are 1, U is 5.
+RELEASE_SCENARIO_WEIGHTS = {
+    "target_specified": {"s_ai": -1.0, "w_m": 0.1, "w_en": 0.01, "w_kl": 1.0},
+    "ownership": {"s_ai": -1.0, "w_m": 0.1, "w_en": 0.01, "w_kl": 1.0},
+    "target_free": {"s_ai": 1.0, "w_m": 5.0, "w_en": 1.0, "w_kl": 5.0},
+    "authorization": {"s_ai": 1.0, "w_m": 5.0, "w_en": 1.0, "w_kl": 5.0},
+}
+
+
+@dataclass(frozen=True)
+class IPCLIPLossWeights:
+    w_u: float = 1.0
+    s_ai: float = 1.0
+    w_ai: float = 1.0
+    w_ui: float = 1.0
+    w_m: float = 1.0
+    w_en: float = 1.0
+    w_kl: float = 1.0
+    upper_bound: float = 5.0
+
+    @classmethod
+    def from_cfg(cls, node):
+        """Read the weights from a config node holding W_U, S_AI, ... UPPER_BOUND
+        (cfg.TRAINER.IPCLIP, or the full cfg, in which case that node is used)."""
+        if hasattr(node, "TRAINER"):
+            node = node.TRAINER.IPCLIP
+        values = {}
+        for name, key in CONFIG_KEYS.items():
+            if key not in node:
+                raise KeyError(f"IP-CLIP loss weight {key!r} is missing from the config node "
+                               f"(expected keys {sorted(CONFIG_KEYS.values())}); declare it in "
+                               "trainers/config.py extend_cfg under TRAINER.IPCLIP.")
+            values[name] = float(node[key])
+        return cls(**values)
+
+    @classmethod
+    def for_scenario(cls, scenario, **overrides):
+        """The release's defaults for a scenario, with optional overrides."""
+        if scenario not in RELEASE_SCENARIO_WEIGHTS:
+            raise ValueError(f"Unknown IP-CLIP scenario {scenario!r}; expected one of "
+                             f"{sorted(RELEASE_SCENARIO_WEIGHTS)}.")
+        return cls(**{**RELEASE_SCENARIO_WEIGHTS[scenario], **overrides})
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def class_entropy(logits):
+    """Mean over samples of the entropy of softmax(logits) over the class axis (dim 1)."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def class_kl(logits_p, logits_q):
+    """KL(softmax(p) || softmax(q)) with the class axis at dim 1, summed over classes and averaged
+    over every other position (images, and feature channels if any)."""
+    log_p = F.log_softmax(logits_p.float(), dim=1)
+    log_q = F.log_softmax(logits_q.float(), dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+
+
+class IPCLIPLoss(nn.Module):
+    """Combines IP-CLIP's terms. forward(...) -> (total, terms).
+
+    Inputs (B_a authorized images, B_u unauthorized images, C classes):
+      logits_a [B_a, C], labels_a [B_a]: authorized images vs their prompts' text features.
+      logits_u [B_u, C], labels_u [B_u]: unauthorized images vs their prompts' text features.
+      logits_ai [B_a, C]: self-enhanced features vs the authorized text features (labels_a).
+      logits_ui [B_a, C]: cross-domain features vs the unauthorized text features (labels_a).
+      dom_a, dom_u: domain tokens of the authorized / unauthorized batch, same shape ([B, L, D]).
+      text_a, text_u: the text features of the authorized / unauthorized prompts, same shape
+        [B, C, E] (one per image and class, as used in the logits; pass them L2-normalised and,
+        if sharper distributions are wanted, multiplied by exp(logit_scale)). Dim 1 is the class
+        axis: for each image b and channel e, softmax over classes of text[b, :, e] is one
+        distribution; KL(p_a || p_u) is summed over classes and averaged over images and channels.
+        Image b of one batch is paired with image b of the other. [B, C] logits also work.
+    terms: the raw (unclamped) value of every term and the total, detached, as 0-d tensors (no
+    .item(), so logging them costs no host synchronisation until the caller asks).
+    """
+
+    def __init__(self, weights):
+        super().__init__()
+        if not isinstance(weights, IPCLIPLossWeights):
+            raise TypeError(f"IPCLIPLoss expects IPCLIPLossWeights, got {type(weights).__name__}; "
+                            "build it with IPCLIPLossWeights.from_cfg(cfg).")
+        self.weights = weights
+
+    def forward(self, logits_a, labels_a, logits_u, labels_u, logits_ai, logits_ui,
+                dom_a, dom_u, text_a, text_u):
+        _check_logits("logits_a", logits_a, "labels_a", labels_a)
+        _check_logits("logits_u", logits_u, "labels_u", labels_u)
+        _check_logits("logits_ai", logits_ai, "labels_a", labels_a)
+        _check_logits("logits_ui", logits_ui, "labels_a", labels_a)
+        _check_pair("dom_a", dom_a, "dom_u", dom_u, min_dim=1)
+        _check_pair("text_a", text_a, "text_u", text_u, min_dim=2)
+
+        w = self.weights
+        cap = w.upper_bound
+        terms = {
+            "ce_a": F.cross_entropy(logits_a.float(), labels_a),
+            "ce_u": F.cross_entropy(logits_u.float(), labels_u),
+            "ce_ai": F.cross_entropy(logits_ai.float(), labels_a),
+            "ce_ui": F.cross_entropy(logits_ui.float(), labels_a),
+            "mse_dom": F.mse_loss(dom_a.float(), dom_u.float()),
+            "entropy_u": class_entropy(logits_u),
+            "kl_text": class_kl(text_a, text_u),
+        }
+        total = (terms["ce_a"]
+                 - w.w_u * torch.clamp(terms["ce_u"], max=cap)
+                 + w.s_ai * w.w_ai * torch.clamp(terms["ce_ai"], max=cap)
+                 - w.w_ui * torch.clamp(terms["ce_ui"], max=cap)
+                 - w.w_m * torch.clamp(terms["mse_dom"], max=cap)
+                 + w.w_en * terms["entropy_u"]
+                 - w.w_kl * torch.clamp(terms["kl_text"], max=cap))
+        logged = {name: value.detach() for name, value in terms.items()}
+        logged["total"] = total.detach()
+        return total, logged
+
+
+def _check_logits(name, logits, label_name, labels):
+    if logits.dim() != 2:
+        raise ValueError(f"IPCLIPLoss: {name} must be [N, C] logits, got {tuple(logits.shape)}.")
+    if labels.dim() != 1 or labels.shape[0] != logits.shape[0] or labels.is_floating_point():
+        raise ValueError(f"IPCLIPLoss: {label_name} must be integer class indices [N] with N = "
+                         f"{name}.shape[0] = {logits.shape[0]}, got {labels.dtype} "
+                         f"{tuple(labels.shape)}.")
+
+
+def _check_pair(name_a, a, name_u, u, min_dim):
+    if a.shape != u.shape or a.dim() < min_dim:
+        raise ValueError(f"IPCLIPLoss: {name_a} and {name_u} must have the same shape (at least "
+                         f"{min_dim}-d; the authorized and unauthorized batches are paired image by "
+                         f"image, so use equal batch sizes), got {tuple(a.shape)} and "
+                         f"{tuple(u.shape)}.")

@@ -1,0 +1,109 @@
+"""Zero-shot CLIP: classify with hand-written prompts "a photo of a {class}.", nothing is trained.
+
+Meant for `--eval-only` runs (upstream's ZeroshotCLIP). No model is registered, so there is no
+checkpoint to save or load.
+"""
+import torch.nn.functional as F
+from torch import nn
+
+from dassl.engine import TRAINER_REGISTRY, TrainerBase, TrainerX
+
+from .clip_backbone import load_clip_to_cpu
+from .coop import check_input_size
+from .precision import autocast, cast_clip, check_precision, resolve_precision
+from .text_encoder import encode_class_prompts
+
+__all__ = ["ZeroshotCLIP", "ZeroShotClassifier", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "template_for"]
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+# Per-dataset templates (keyed by DATASET.NAME): CoOp's table plus this project's domain datasets.
+PROMPT_TEMPLATES = {
+    # Domain datasets used by IP-CLIP (any style: the prompt names only the object).
+    "ToyDomains": DEFAULT_TEMPLATE,
+    "DomainFolders": DEFAULT_TEMPLATE,
+    "Office31": DEFAULT_TEMPLATE,
+    "OfficeHome": DEFAULT_TEMPLATE,
+    "miniDomainNet": DEFAULT_TEMPLATE,
+    "DomainNet": DEFAULT_TEMPLATE,
+    "VisDA17": DEFAULT_TEMPLATE,
+    # CoOp's few-shot benchmarks.
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "StanfordCars": "a photo of a {}.",
+    "Food101": "a photo of {}, a type of food.",
+    "SUN397": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "UCF101": "a photo of a person doing {}.",
+    "ImageNet": "a photo of a {}.",
+    "ImageNetSketch": "a photo of a {}.",
+    "ImageNetV2": "a photo of a {}.",
+    "ImageNetA": "a photo of a {}.",
+    "ImageNetR": "a photo of a {}.",
+}
+
+
+def template_for(cfg):
+    """TRAINER.ZSCLIP.TEMPLATE if set, else the dataset's entry in PROMPT_TEMPLATES, else the default."""
+    template = cfg.TRAINER.ZSCLIP.TEMPLATE or PROMPT_TEMPLATES.get(cfg.DATASET.NAME, DEFAULT_TEMPLATE)
+    if template.count("{}") != 1:
+        raise ValueError(
+            f"a zero-shot prompt template needs exactly one '{{}}' for the class name, got {template!r} "
+            "(TRAINER.ZSCLIP.TEMPLATE)"
+        )
+    return template
+
+
+class ZeroShotClassifier(nn.Module):
+    """Frozen CLIP image encoder against fixed, normalised class text features."""
+
+    def __init__(self, clip_model, prompts):
+        super().__init__()
+        self.image_encoder = clip_model.visual
+        self.logit_scale = clip_model.logit_scale
+        self.dtype = clip_model.dtype
+        text_features = F.normalize(encode_class_prompts(clip_model, prompts), dim=-1)
+        self.register_buffer("text_features", text_features, persistent=False)
+        self.requires_grad_(False)
+
+    def forward(self, image):
+        image_features = F.normalize(self.image_encoder(image.to(self.dtype)), dim=-1)
+        return self.logit_scale.exp() * image_features @ self.text_features.t()
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(TrainerX):
+    """Zero-shot CLIP baseline; config keys TRAINER.ZSCLIP.{PREC, TEMPLATE}."""
+
+    def check_cfg(self, cfg):
+        check_precision(cfg.TRAINER.ZSCLIP.PREC, "TRAINER.ZSCLIP.PREC")
+
+    def build_model(self):
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip_to_cpu(cfg)
+        check_input_size(cfg, clip_model)
+        self.prec = resolve_precision(cfg.TRAINER.ZSCLIP.PREC, self.device)
+        cast_clip(clip_model, self.prec, self.device)
+        clip_model.to(self.device)
+
+        template = template_for(cfg)
+        prompts = [template.format(name.replace("_", " ")) for name in classnames]
+        print(f"Prompts: {prompts}")
+        with autocast(self.prec, self.device):
+            self.model = ZeroShotClassifier(clip_model, prompts)
+        self.model.eval()
+
+    def train(self):
+        """Nothing to learn: a training run goes straight to the final evaluation (and results.json)."""
+        print("ZeroshotCLIP has nothing to train; evaluating only")
+        TrainerBase.train(self, 0, 0)
+
+    def model_inference(self, input):
+        with autocast(self.prec, self.device):
+            return self.model(input)
