@@ -1,7 +1,7 @@
 """Trainers: zero-shot CLIP, CoOp, CoCoOp (the unprotected baselines) and IP-CLIP."""
 import importlib
 
-TRAINER_MODULES = ("trainers.zsclip", "trainers.coop", "trainers.cocoop")
+TRAINER_MODULES = ("trainers.zsclip", "trainers.coop", "trainers.cocoop", "trainers.ipclip.trainer")
 DATASET_MODULES = ("datasets",)
 
 

@@ -91,6 +91,7 @@ class CoCoOpCLIP(nn.Module):
             tokenized,
             truncate=True,
             chunk_size=self.text_chunk_size,
+            max_length=self.prompt_learner.max_length,
         )
         text_features = F.normalize(text_features, dim=-1).view(batch, num_classes, -1)
         logits = torch.einsum("be,bce->bc", image_features.to(text_features.dtype), text_features)

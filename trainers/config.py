@@ -44,4 +44,40 @@ def extend_cfg(cfg):
 
     # ---- IP-CLIP (trainers/ipclip/) ----
     cfg.TRAINER.IPCLIP = CN()
+    ip = cfg.TRAINER.IPCLIP
+    # target_specified | target_free | ownership | authorization (README, "IP-CLIP scenarios").
+    ip.SCENARIO = "target_specified"
+    # fp16 | fp32 | amp; fp16/amp need CUDA and fall back to fp32 on the CPU with one warning.
+    ip.PREC = "fp16"
+    # M: image (content) tokens per prompt; one domain (style) token per encoder layer is added.
+    ip.N_IMAGE_TOKENS = 4
+    # Hidden width of the projector's per-layer MLPs (0: text width // 4).
+    ip.PROJECTOR_HIDDEN = 0
+    # K: image features kept per class in each style bank.
+    ip.BANK_SIZE = 5
+    # Train the style-enhancement branch (the release never optimises it: False reproduces that).
+    ip.TRAIN_BRANCH = False
+    # Hidden width of the branch's q/k/v MLP (0: embedding width // 4).
+    ip.BRANCH_HIDDEN = 0
+    # Encode the B x C prompts in chunks of this many (0: one call); a memory cap for large C.
+    ip.TEXT_CHUNK_SIZE = 0
+    # Loss weights per scenario (method.md section 4); the active node is LOSS.<SCENARIO>.
+    # L = CE_a - W_U*min(CE_u,U) + S_AI*W_AI*min(CE_ai,U) - W_UI*min(CE_ui,U)
+    #     - W_M*min(MSE(dom_a,dom_u),U) + W_EN*H(p_u) - W_KL*min(KL,U),  U = UPPER_BOUND
+    ip.LOSS = CN()
+    release_defaults = {
+        "TARGET_SPECIFIED": dict(S_AI=-1.0, W_M=0.1, W_EN=0.01, W_KL=1.0),
+        "OWNERSHIP": dict(S_AI=-1.0, W_M=0.1, W_EN=0.01, W_KL=1.0),
+        "TARGET_FREE": dict(S_AI=1.0, W_M=5.0, W_EN=1.0, W_KL=5.0),
+        "AUTHORIZATION": dict(S_AI=1.0, W_M=5.0, W_EN=1.0, W_KL=5.0),
+    }
+    for scenario, specific in release_defaults.items():
+        node = CN()
+        node.W_U = 1.0
+        node.W_AI = 1.0
+        node.W_UI = 1.0
+        node.UPPER_BOUND = 5.0
+        for key, value in specific.items():
+            setattr(node, key, value)
+        ip.LOSS[scenario] = node
     return cfg

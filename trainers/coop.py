@@ -123,7 +123,8 @@ class CoOpCLIP(nn.Module):
     def forward(self, image):
         image_features = self.image_encoder(image.to(self.dtype))
         prompts = self.prompt_learner()
-        text_features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts)
+        text_features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts,
+                                          max_length=self.prompt_learner.max_length)
         image_features = F.normalize(image_features, dim=-1)
         text_features = F.normalize(text_features, dim=-1)
         return self.logit_scale.exp() * image_features @ text_features.t()

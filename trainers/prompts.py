@@ -59,7 +59,7 @@ class PromptTemplate(nn.Module):
         self.prompt_texts = [f"{prefix_text} {name}." for name in self.classnames]
         self.name_lens = [count_tokens(name, context_length) for name in self.classnames]
 
-        # One "X" per context slot and at most context_length tokens in all (SOS and EOS included).
+        # The longest prompt must fit: SOS, the context, the class name, ".", EOS.
         longest = max(range(len(self.classnames)), key=lambda i: self.name_lens[i])
         needed = 1 + n_ctx + self.name_lens[longest] + 2
         if needed > context_length:
@@ -68,21 +68,22 @@ class PromptTemplate(nn.Module):
                 f"({n_ctx} context + {self.name_lens[longest]} class-name tokens + SOS, '.', EOS) but this "
                 f"CLIP's context length is {context_length}; reduce N_CTX or shorten the class name"
             )
-        tokenized = clip.tokenize(self.prompt_texts, context_length=context_length)
-        dtype = clip_model.dtype
+        # Every buffer lives where CLIP's token embedding does (moved with the module afterwards).
+        device = clip_model.token_embedding.weight.device
+        tokenized = clip.tokenize(self.prompt_texts, context_length=context_length).to(device)
         with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embedding = clip_model.token_embedding(tokenized.to(weight.device)).to(dtype).cpu()
+            embedding = clip_model.token_embedding(tokenized).to(clip_model.dtype)
         self.ctx_dim = embedding.shape[-1]
 
         # Saved in checkpoints (upstream keys); trainers drop them when loading for another class set.
         self.register_buffer("token_prefix", embedding[:, :1].clone())
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:].clone())
+        # Token ids in the final layout (the text encoder reads the EOT positions from them).
         permutation = self._layout_permutation(tokenized.shape[1])
-        if permutation is None:
-            self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        else:
-            self.register_buffer("tokenized_prompts", tokenized.gather(1, permutation), persistent=False)
+        if permutation is not None:
+            permutation = permutation.to(device)
+            tokenized = tokenized.gather(1, permutation)
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
         self.register_buffer("layout_index", permutation, persistent=False)
         # The longest prompt in tokens (EOT position + 1): what a truncating text encoder keeps.
         self.max_length = int(tokenized.argmax(dim=-1).max()) + 1

@@ -33,13 +33,17 @@ class TextEncoder(nn.Module):
         """The dtype CLIP's text weights are in now (fp16 after `cast_clip`, else fp32)."""
         return self.text_projection.dtype
 
-    def forward(self, prompts, tokenized, truncate=True, chunk_size=0):
-        """prompts [N, L, D] embeddings, tokenized [N, L] ids (EOT = the largest id in each row)."""
+    def forward(self, prompts, tokenized, truncate=True, chunk_size=0, max_length=None):
+        """prompts [N, L, D] embeddings, tokenized [N, L] ids (EOT = the largest id in each row).
+
+        max_length: the longest EOT position + 1 when the caller knows it (PromptTemplate.max_length);
+        given, truncation needs no host synchronisation, which matters in a training step.
+        """
         self._check_inputs(prompts, tokenized, chunk_size)
         eot = tokenized.to(prompts.device).argmax(dim=-1)
         length = prompts.shape[1]
         if truncate and self._is_causal():
-            length = int(eot.max()) + 1
+            length = int(eot.max()) + 1 if max_length is None else min(int(max_length), length)
         prompts = prompts[:, :length]
         if chunk_size <= 0 or prompts.shape[0] <= chunk_size:
             return self._encode(prompts, eot)

@@ -261,7 +261,7 @@ def pretrain_tiny_clip(recipe=DEFAULT_RECIPE, log_every=100, log=print):
             (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6,
+            lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6, fused=True,
         )
         model.train()
         for step in range(recipe.steps):

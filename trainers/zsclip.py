@@ -71,7 +71,8 @@ class ZeroShotClassifier(nn.Module):
 
     def forward(self, image):
         image_features = F.normalize(self.image_encoder(image.to(self.dtype)), dim=-1)
-        return self.logit_scale.exp() * image_features @ self.text_features.t()
+        text_features = self.text_features.to(image_features.dtype)
+        return self.logit_scale.exp() * image_features @ text_features.t()
 
 
 @TRAINER_REGISTRY.register()
@@ -95,8 +96,7 @@ class ZeroshotCLIP(TrainerX):
         template = template_for(cfg)
         prompts = [template.format(name.replace("_", " ")) for name in classnames]
         print(f"Prompts: {prompts}")
-        with autocast(self.prec, self.device):
-            self.model = ZeroShotClassifier(clip_model, prompts)
+        self.model = ZeroShotClassifier(clip_model, prompts)
         self.model.eval()
 
     def train(self):

@@ -50,8 +50,8 @@ def build_data_loader(
 ):
     """A DataLoader over `data_source` (a list of Datum); `name` only labels error messages.
 
-    Training loaders keep their workers alive across epochs; evaluation loaders (possibly many named
-    test sets, iterated rarely) release theirs after each pass.
+    Workers are started afresh every epoch and seeded from the loader's own generator (whose state
+    the engine checkpoints), so a resumed run draws the same augmentations as an uninterrupted one.
     """
     label = f' "{name}"' if name else ""
     if not data_source:
@@ -86,7 +86,6 @@ def build_data_loader(
         num_workers=num_workers,
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
-        persistent_workers=is_train and num_workers > 0,
         generator=generator,
     )
     if len(loader) == 0:

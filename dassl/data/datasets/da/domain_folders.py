@@ -88,10 +88,14 @@ class DomainFolders(DatasetBase):
         """Called before anything is read; a generated dataset creates its files here."""
 
     def layout_hint(self):
-        return (
+        hint = (
             f'"{self.dataset_dir or "<ROOT>"}/<domain>/<class>/<image>"'
             f" (optionally <domain>/{OPTIONAL_LEVEL}/<class>/<image>)"
         )
+        if self.domains:
+            folders = [self.domain_dirs.get(d, d) for d in self.domains]
+            hint += f" with domain folders {', '.join(folders)}"
+        return hint
 
     def class_folders_of_data(self):
         """Class folder names in label order as the data itself defines them (sorted folder names,

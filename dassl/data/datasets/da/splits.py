@@ -268,8 +268,8 @@ class SplitStore:
             _write_atomic(names_path, "".join(f"{name}\n" for name in class_folders))
         self._write_policy(policy_record)
         for path, items in zip(self.split_files(domain), (train, test)):
-            if osp.exists(path):
-                raise DatasetError(f'Refusing to overwrite the existing split file "{path}".')
+            if osp.exists(path):  # a concurrent run made it first: keep it, it is read back anyway
+                continue
             _write_atomic(path, "".join(f"{item.relpath} {item.label}\n" for item in sorted(items)))
 
 

@@ -1,0 +1,144 @@
+"""The IP-CLIP trainer on the synthetic benchmark: what learns, what is checkpointed, that the
+training step never syncs with the host, and (with the pretrained tiny CLIP) that protection works."""
+import contextlib
+import json
+
+import pytest
+import torch
+
+import train
+from dassl.config import get_cfg_default
+from dassl.engine import build_trainer
+from trainers import register_all
+from trainers.clip_backbone import build_random_clip
+from trainers.config import extend_cfg
+
+
+@pytest.fixture(scope="module")
+def random_clip_file(tmp_path_factory):
+    """A random-weight tiny CLIP saved as a plain state dict (MODEL.BACKBONE.NAME accepts a path)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "random_tiny.pt"
+    torch.save(build_random_clip("tiny-rn").state_dict(), path)
+    return path
+
+
+def _cfg(toy_root, out, backbone, *opts):
+    register_all()
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_file("configs/datasets/toy_domains.yaml")
+    cfg.merge_from_file("configs/trainers/IPCLIP/tiny.yaml")
+    cfg.merge_from_list([
+        "DATASET.ROOT", str(toy_root), "OUTPUT_DIR", str(out), "SEED", "1",
+        "TRAINER.NAME", "IPCLIP", "MODEL.BACKBONE.NAME", str(backbone),
+        "DATASET.SOURCE_DOMAINS", "['photo']", "DATASET.TARGET_DOMAINS", "['sketch']",
+        "USE_CUDA", "False", "VERBOSE", "False", *opts,
+    ])
+    cfg.freeze()
+    return cfg
+
+
+@contextlib.contextmanager
+def no_host_sync():
+    """Make every tensor -> Python conversion raise: the hot path must not synchronise with the host."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("host synchronisation (.item()/bool()/int()/float()/tolist()) in the hot path")
+
+    names = ["item", "tolist", "__bool__", "__int__", "__float__"]
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.Tensor, n, forbidden)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+def _one_step(trainer):
+    batch_x = next(iter(trainer.train_loader_x))
+    batch_u = next(iter(trainer.train_loader_u))
+    # Forward and backward must not synchronise with the host (the optimiser's own CPU step
+    # counter is torch's business, so the update runs outside the guard).
+    with no_host_sync():
+        loss, _ = trainer.compute_loss(*trainer.parse_batch_train(batch_x, batch_u))
+        loss.backward()
+    trainer.optim.zero_grad(set_to_none=True)
+    trainer.batch_idx, trainer.num_batches = 0, 2  # not the last batch: no scheduler step
+    return trainer.forward_backward(batch_x, batch_u)
+
+
+@pytest.mark.parametrize("train_branch", [False, True])
+def test_only_the_projector_and_branch_learn(toy_root, tmp_path, random_clip_file, train_branch):
+    trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file,
+                                 "TRAINER.IPCLIP.TRAIN_BRANCH", str(train_branch)))
+    model = trainer.model
+    trainer.fill_banks()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    summary = _one_step(trainer)
+    assert set(summary) >= {"loss", "ce_a", "ce_u", "acc_a", "acc_u"}
+    learnable = ("learner.projector.",) + (("learner.branch.",) if train_branch else ())
+    for name, p in model.named_parameters():
+        should_learn = name.startswith(learnable)
+        assert p.requires_grad == should_learn, name
+        if should_learn:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+            assert torch.equal(p, before[name]), f"frozen parameter {name} changed"
+    changed = [n for n, p in model.named_parameters() if n.startswith(learnable)
+               and not torch.equal(p, before[n])]
+    assert changed, "the optimiser step changed no learnable parameter"
+
+
+def test_checkpoint_with_banks_round_trips_weights_only(toy_root, tmp_path, random_clip_file):
+    trainer = build_trainer(_cfg(toy_root, tmp_path / "a", random_clip_file))
+    trainer.fill_banks()
+    banks = trainer.model.banks
+    assert banks.authorized.filled.any(), "the authorized bank stayed empty"
+    trainer.save_model(0, str(tmp_path / "a"))
+    ckpt = torch.load(tmp_path / "a" / "ip_learner" / "model.pth.tar-1", weights_only=True)
+    keys = set(ckpt["state_dict"])
+    assert any(k.startswith("banks.authorized.") for k in keys)
+    assert any(k.startswith("projector.") for k in keys)
+    assert not any(k.startswith("clip") for k in keys), "frozen CLIP must not be checkpointed"
+
+    other = build_trainer(_cfg(toy_root, tmp_path / "b", random_clip_file, "SEED", "2"))
+    other.load_model(str(tmp_path / "a"), epoch=1)
+    for name, value in trainer.model.learner.state_dict().items():
+        assert torch.equal(value, other.model.learner.state_dict()[name]), name
+
+
+def test_inference_matches_between_batch_sizes(toy_root, tmp_path, random_clip_file):
+    """Instance-conditional prompts: an image's logits do not depend on the rest of its batch."""
+    trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file))
+    trainer.set_model_mode("eval")
+    images = next(iter(trainer.test_loader))["img"][:6]
+    with torch.no_grad():
+        full = trainer.model_inference(images)
+        single = torch.cat([trainer.model_inference(images[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(full, single, rtol=1e-4, atol=1e-4)
+
+
+def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path):
+    """End to end with the pretrained tiny CLIP: IP-CLIP keeps the source and drops the target,
+    where the CoOp reference (same seed) is accurate on both. Loose bounds, fixed seed."""
+    common = [
+        "--root", str(toy_root), "--seed", "1", "--source-domains", "photo",
+        "--target-domains", "sketch", "--dataset-config-file", "configs/datasets/toy_domains.yaml",
+    ]
+    results = {}
+    for trainer in ("CoOp", "IPCLIP"):
+        out = tmp_path / trainer
+        train.main(common + [
+            "--trainer", trainer, "--config-file", f"configs/trainers/{trainer}/tiny.yaml",
+            "--output-dir", str(out), "MODEL.CLIP.CACHE_DIR", str(tiny_clip_cache_dir),
+        ])
+        results[trainer] = json.loads((out / "results.json").read_text())["final"]
+    chance = 100.0 / 10
+    coop, ip = results["CoOp"], results["IPCLIP"]
+    assert coop["unauthorized"]["accuracy"] > chance + 25, coop
+    assert ip["authorized"]["accuracy"] > coop["authorized"]["accuracy"] - 10, (ip, coop)
+    assert ip["unauthorized"]["accuracy"] < chance + 15, ip
+    assert ip["unauthorized"]["accuracy"] < coop["unauthorized"]["accuracy"] - 20, (ip, coop)

@@ -1,0 +1,96 @@
+"""The IP-CLIP network: frozen CLIP + IP projector + style banks + style-enhancement branch.
+
+One forward pass of `encode(images)`:
+  frozen image encoder (hooks collect every layer's channel statistics)
+  -> IP projector: L domain tokens + M image tokens per image
+  -> prompts `[SOS][domain tokens][image tokens] <class> . [EOS]` for every (image, class) pair
+  -> ONE batched, EOT-truncated text-encoder call over the B x C prompts
+  -> cosine logits between each image and the text features of its own prompts.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..prompts import PromptTemplate
+from ..text_encoder import TextEncoder
+from .feature_hooks import VisualFeatureTap
+from .ip_projector import IPProjector
+from .style_bank import IPStyleBanks
+from .style_branch import StyleEnhancement
+
+
+class IPLearner(nn.Module):
+    """Everything IP-CLIP owns (what is checkpointed): projector, banks (buffers) and branch."""
+
+    def __init__(self, projector, banks, branch):
+        super().__init__()
+        self.projector = projector
+        self.banks = banks
+        self.branch = branch
+
+
+class IPCLIPModel(nn.Module):
+    def __init__(self, clip_model, classnames, n_image_tokens, projector_hidden, bank_size,
+                 branch_hidden, text_chunk_size=0):
+        super().__init__()
+        self.clip_model = clip_model
+        self.tap = VisualFeatureTap(clip_model.visual)  # a plain object: hooks only, no parameters
+        text_width = clip_model.ln_final.weight.shape[0]
+        embed_dim = clip_model.text_projection.shape[1]
+        projector = IPProjector(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
+                                hidden=projector_hidden or None)
+        banks = IPStyleBanks(len(classnames), bank_size, embed_dim)
+        branch = StyleEnhancement(embed_dim, hidden=branch_hidden or None)
+        self.learner = IPLearner(projector, banks, branch)
+        self.template = PromptTemplate(clip_model, classnames, n_ctx=projector.n_context_tokens)
+        self.text_encoder = TextEncoder(clip_model)
+        self.text_chunk_size = text_chunk_size
+
+    @property
+    def projector(self):
+        return self.learner.projector
+
+    @property
+    def banks(self):
+        return self.learner.banks
+
+    @property
+    def branch(self):
+        return self.learner.branch
+
+    def logit_scale(self):
+        return self.clip_model.logit_scale.exp()
+
+    def encode(self, images):
+        """images [B, 3, H, W] -> dict of logits [B, C], image [B, E], text [B, C, E] (both
+        L2-normalised) and domain tokens [B, L, D]."""
+        image_features, stats = self.tap.tap(images)
+        domain_tokens, image_tokens = self.projector(stats)
+        context = torch.cat([domain_tokens, image_tokens.to(domain_tokens.dtype)], dim=1)
+        prompts = self.template.assemble(context, per_instance=True)  # [B, C, L, D]
+        text = F.normalize(self.encode_prompts(prompts).float(), dim=-1)
+        image = F.normalize(image_features.float(), dim=-1)
+        logits = self.logit_scale() * torch.einsum("be,bce->bc", image, text)
+        return {"logits": logits, "image": image, "text": text, "domain_tokens": domain_tokens}
+
+    def encode_prompts(self, prompts):
+        """[B, C, L, D] prompt embeddings -> [B, C, E] text features, in ONE text-encoder call over
+        all B x C prompts, cut after the longest EOT (known from the template: no host sync)."""
+        batch, num_classes = prompts.shape[:2]
+        tokenized = self.template.tokenized_prompts.repeat(batch, 1)
+        text = self.text_encoder(prompts.flatten(0, 1), tokenized, truncate=True,
+                                 chunk_size=self.text_chunk_size,
+                                 max_length=self.template.max_length)
+        return text.view(batch, num_classes, -1)
+
+    def forward(self, images):
+        return self.encode(images)["logits"]
+
+    def branch_logits(self, image_a, text_a, text_u):
+        """Self-enhanced features vs the authorized text features, cross-domain features vs the
+        unauthorized text features (method.md section 3, style-enhancement branch)."""
+        self_enhanced, cross_domain = self.branch(image_a, *self.banks.prototypes())
+        scale = self.logit_scale()
+        logits_ai = scale * torch.einsum("be,bce->bc", self_enhanced.float(), text_a)
+        logits_ui = scale * torch.einsum("be,bce->bc", cross_domain.float(), text_u)
+        return logits_ai, logits_ui

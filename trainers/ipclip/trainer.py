@@ -1,0 +1,170 @@
+"""IP-CLIP trainer: keeps CLIP accurate on the authorized stream and useless on the unauthorized one.
+
+A `TrainerXU`: `train_x` is the authorized stream, `train_u` the unauthorized one (both labelled).
+Which images form each stream is the scenario's business (`TRAINER.IPCLIP.SCENARIO`); the step
+below is the same for every scenario. Only the IP projector (and the style-enhancement branch when
+`TRAIN_BRANCH`) learns; CLIP is frozen.
+"""
+import torch
+from tqdm import tqdm
+
+from dassl.engine import TRAINER_REGISTRY, TrainerXU
+from dassl.optim import build_lr_scheduler, build_optimizer
+
+from ..clip_backbone import load_clip_to_cpu
+from ..precision import autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision
+from .loss import IPCLIPLoss, IPCLIPLossWeights
+from .model import IPCLIPModel
+
+SCENARIOS = ("target_specified", "target_free", "ownership", "authorization")
+
+
+def loss_weights(cfg):
+    """The loss weights of the configured scenario (TRAINER.IPCLIP.LOSS.<SCENARIO>)."""
+    icfg = cfg.TRAINER.IPCLIP
+    return IPCLIPLossWeights.from_cfg(icfg.LOSS[icfg.SCENARIO.upper()])
+
+
+def trainable_parameters(model, train_branch):
+    """Freeze everything, then open the projector (and the branch): the only parameters that learn."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    learn = list(model.projector.parameters())
+    if train_branch:
+        learn += list(model.branch.parameters())
+    for p in learn:
+        p.requires_grad_(True)
+    return learn
+
+
+def training_loss(model, loss_fn, x_a, y_a, x_u, y_u):
+    """IP-CLIP's loss on one authorized + one unauthorized batch -> (loss, detached terms).
+
+    One forward over both streams: a single image-encoder call and a single text-encoder call.
+    """
+    out = model.encode(torch.cat([x_a, x_u]))
+    n = x_a.shape[0]
+    logits_a, logits_u = out["logits"][:n], out["logits"][n:]
+    text_a, text_u = out["text"][:n], out["text"][n:]
+    dom_a, dom_u = out["domain_tokens"][:n], out["domain_tokens"][n:]
+    logits_ai, logits_ui = model.branch_logits(out["image"][:n], text_a, text_u)
+    scale = model.logit_scale()
+    loss, terms = loss_fn(logits_a, y_a, logits_u, y_u, logits_ai, logits_ui,
+                          dom_a, dom_u, scale * text_a, scale * text_u)
+    terms["acc_a"] = (logits_a.argmax(dim=1) == y_a).float().mean() * 100
+    terms["acc_u"] = (logits_u.argmax(dim=1) == y_u).float().mean() * 100
+    return loss, terms
+
+
+@TRAINER_REGISTRY.register()
+class IPCLIP(TrainerXU):
+    def check_cfg(self, cfg):
+        icfg = cfg.TRAINER.IPCLIP
+        check_precision(icfg.PREC, key="TRAINER.IPCLIP.PREC")
+        if icfg.SCENARIO not in SCENARIOS:
+            raise ValueError(
+                f"TRAINER.IPCLIP.SCENARIO must be one of {', '.join(SCENARIOS)}, got {icfg.SCENARIO!r}"
+            )
+        bx = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+        bu = bx if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U.BATCH_SIZE
+        if bx != bu:
+            raise ValueError(
+                f"IP-CLIP pairs authorized and unauthorized images one to one, so the two streams need "
+                f"the same batch size; got TRAIN_X {bx} and TRAIN_U {bu} "
+                "(set DATALOADER.TRAIN_U.SAME_AS_X True)"
+            )
+
+    def build_data_loader(self):
+        super().build_data_loader()
+        if self.train_loader_u is None:
+            raise ValueError(
+                "IP-CLIP needs an unauthorized training stream (train_u), but the dataset gave none; "
+                "use a domain dataset with --target-domains (README, section Datasets)"
+            )
+
+    def build_model(self):
+        cfg = self.cfg
+        icfg = cfg.TRAINER.IPCLIP
+        classnames = self.dm.dataset.classnames
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip_to_cpu(cfg)
+        resolution = clip_model.visual.input_resolution
+        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
+            raise ValueError(
+                f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match this CLIP's input resolution "
+                f"{resolution}; set INPUT.SIZE ({resolution}, {resolution})"
+            )
+        self.prec = resolve_precision(icfg.PREC, self.device)
+        cast_clip(clip_model, self.prec, self.device)
+        print("Building IP-CLIP")
+        self.model = IPCLIPModel(
+            clip_model, classnames,
+            n_image_tokens=icfg.N_IMAGE_TOKENS, projector_hidden=icfg.PROJECTOR_HIDDEN,
+            bank_size=icfg.BANK_SIZE, branch_hidden=icfg.BRANCH_HIDDEN,
+            text_chunk_size=icfg.TEXT_CHUNK_SIZE,
+        )
+        params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
+        print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
+              f"image tokens: {icfg.N_IMAGE_TOKENS}; trainable parameters: "
+              f"{sum(p.numel() for p in params):,}")
+        self.model.to(self.device)
+        self.loss_fn = IPCLIPLoss(loss_weights(cfg))
+        self.optim = build_optimizer(params, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("ip_learner", self.model.learner, self.optim, self.sched)
+        self.scaler = make_grad_scaler(self.prec, self.device)
+
+    def before_train(self):
+        super().before_train()
+        if self.start_epoch == 0:
+            self.fill_banks()
+
+    @torch.no_grad()
+    def fill_banks(self):
+        """One no-grad pass: the authorized bank keeps, per class, the K most confident correctly
+        predicted authorized images; the unauthorized bank files images under their predicted class."""
+        self.set_model_mode("eval")
+        banks = self.model.banks
+        banks.reset()
+        with autocast(self.prec, self.device):
+            for batch in tqdm(self.train_loader_x, desc="style bank (authorized)", leave=False):
+                out = self.model.encode(batch["img"].to(self.device))
+                banks.file_authorized(out["image"], out["logits"], batch["label"].to(self.device))
+            for batch in tqdm(self.train_loader_u, desc="style bank (unauthorized)", leave=False):
+                out = self.model.encode(batch["img"].to(self.device))
+                banks.file_unauthorized(out["image"], out["logits"])
+        filled_a = banks.authorized.filled.any(dim=1).sum()
+        filled_u = banks.unauthorized.filled.any(dim=1).sum()
+        print(f"Style banks filled: authorized {int(filled_a)}/{banks.authorized.num_classes} classes, "
+              f"unauthorized {int(filled_u)}/{banks.unauthorized.num_classes} classes")
+
+    def parse_batch_train(self, batch_x, batch_u):
+        return (
+            batch_x["img"].to(self.device), batch_x["label"].to(self.device),
+            batch_u["img"].to(self.device), batch_u["label"].to(self.device),
+        )
+
+    def compute_loss(self, x_a, y_a, x_u, y_u):
+        return training_loss(self.model, self.loss_fn, x_a, y_a, x_u, y_u)
+
+    def forward_backward(self, batch_x, batch_u):
+        x_a, y_a, x_u, y_u = self.parse_batch_train(batch_x, batch_u)
+        with autocast(self.prec, self.device):
+            loss, terms = self.compute_loss(x_a, y_a, x_u, y_u)
+        self.optim.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optim.step()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        summary = {"loss": terms.pop("total")}
+        summary.update(terms)
+        return summary
+
+    def model_inference(self, input):
+        with autocast(self.prec, self.device):
+            return self.model(input)
