@@ -121,5 +121,23 @@ def main(argv=None):
     return trainer
 
 
+def cli(argv=None):
+    """main() for the command line: bad input ends with its message and exit code 2, no traceback
+    (set IPCLIP_TRACEBACK=1 to see one)."""
+    from dassl.data.datasets import DatasetError
+    from trainers.clip_backbone import ClipLoadError
+
+    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError)
+    try:
+        main(argv)
+    except user_errors as err:
+        if os.environ.get("IPCLIP_TRACEBACK"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

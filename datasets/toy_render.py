@@ -213,24 +213,26 @@ def _sketch(rng, lay):
 
 def _painting(rng, lay, blobs=10):
     n, size = lay.n, lay.size
-    img = _hsv_to_rgb(rng.random(n)[:, None, None], 0.5, 0.8) * (0.7 + 0.5 * _smooth_noise(rng, n, size, 3, 3))
+    bg_hue = rng.random(n).astype(np.float32)
+    img = _hsv_to_rgb(bg_hue[:, None, None], 0.4, 0.85) * (0.75 + 0.4 * _smooth_noise(rng, n, size, 3, 3))
     coords = lay.coords[None]
+    # Pastel dabs of colour behind the object.
     for _ in range(blobs):
         centre = rng.uniform(-1.1, 1.1, (n, 1, 1, 2)).astype(np.float32)
-        radius = rng.uniform(0.15, 0.4, (n, 1, 1)).astype(np.float32)
+        radius = rng.uniform(0.12, 0.35, (n, 1, 1)).astype(np.float32)
         dist_px = (np.sqrt(((coords - centre) ** 2).sum(-1)) - radius) * size / 2
-        colour = _hsv_to_rgb(rng.random(n), rng.uniform(0.3, 0.8, n), rng.uniform(0.6, 1.0, n))
-        img = _over(img, colour[:, None, None, :], 0.7 * _coverage(dist_px, softness=3.0))
-    # The object: a ragged brush edge, dabbed colour, and a few strokes of a second colour.
-    wobble = 0.2 * (_smooth_noise(rng, n, size, 8, 1)[..., 0] - 0.5)
+        colour = _hsv_to_rgb(rng.random(n), rng.uniform(0.2, 0.55, n), rng.uniform(0.7, 1.0, n))
+        img = _over(img, colour[:, None, None, :], 0.6 * _coverage(dist_px, softness=3.0))
+    # The object: a ragged brush edge, saturated dabbed colour, and lighter strokes of the same hue.
+    wobble = 0.14 * (_smooth_noise(rng, n, size, 8, 1)[..., 0] - 0.5)
     mask = _coverage(lay.sdf_px(wobble=wobble), softness=1.5)
-    hue = rng.random(n).astype(np.float32)
-    base = _hsv_to_rgb(hue[:, None, None], 0.85, 0.55 + 0.45 * _smooth_noise(rng, n, size, 10, 1)[..., 0])
+    hue = ((bg_hue + rng.uniform(0.25, 0.75, n)) % 1).astype(np.float32)
+    base = _hsv_to_rgb(hue[:, None, None], 0.9, 0.45 + 0.45 * _smooth_noise(rng, n, size, 10, 1)[..., 0])
     direction = rng.normal(size=(n, 1, 1, 2)).astype(np.float32)
     direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
     phase = (lay.coords[None] * direction).sum(-1) * size * 0.6 + rng.uniform(0, 6.3, (n, 1, 1))
     strokes = (np.sin(phase) > 0.6)[..., None] * (rng.random((n, 1, 1, 1)) < 0.5)
-    accent = _hsv_to_rgb((hue + 0.5) % 1, 0.6, 0.95)[:, None, None, :]
+    accent = _hsv_to_rgb((hue + 0.08) % 1, 0.6, 1.0)[:, None, None, :]
     paint = _over(base, accent, 0.5 * strokes)
     img = _over(img, paint, mask)
     return img + rng.normal(0, 0.04, img.shape).astype(np.float32)

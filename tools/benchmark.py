@@ -77,6 +77,7 @@ class BenchmarkCase:
 
     def __init__(self, name, batch, num_classes, device, prec, seed):
         self.name = name
+        self.batch = batch
         self.device = torch.device(device)
         self.prec = resolve_precision(prec, self.device)
         clip_model = cast_clip(build_random_clip(name, seed=seed), self.prec, self.device)
@@ -120,7 +121,7 @@ class BenchmarkCase:
     @torch.no_grad()
     def losses(self, path):
         with autocast(self.prec, self.device):
-            loss, terms = training_loss(self.model(path), self.loss_fn, *self.inputs)
+            _, terms = training_loss(self.model(path), self.loss_fn, *self.inputs)
         return {name: float(value) for name, value in terms.items()}
 
     def step(self, path):
@@ -205,31 +206,46 @@ def check_same_loss(case):
     return a["total"], b["total"], max(diff.values())
 
 
-def benchmark_model(name, batch, num_classes, repeats, warmup, device, prec, seed):
-    started = time.perf_counter()
-    case = BenchmarkCase(name, batch, num_classes, device, prec, seed)
-    loss_a, loss_b, loss_diff = check_same_loss(case)
+def time_model(case, repeats, warmup):
+    """Median step time per path; the paths alternate (a b, then b a, ...) so load hits both alike."""
     for _ in range(warmup):
         for path in "ab":
             case.timed_step(path)
-    memory = {path: case.peak_step_memory(path) for path in "ab"}
     times = {"a": [], "b": []}
     for i in range(repeats):
         for path in ("ab" if i % 2 == 0 else "ba"):
             times[path].append(case.timed_step(path))
-    median = {path: statistics.median(values) for path, values in times.items()}
-    row = {
-        "model": name, "images": f"{batch}+{batch}", "classes": num_classes, "prec": case.prec,
-        "tokens_a": case.prompt_tokens["a"], "tokens_b": case.prompt_tokens["b"],
-        "time_a_s": median["a"], "time_b_s": median["b"], "time_ratio": median["b"] / median["a"],
-        "times_a_s": times["a"], "times_b_s": times["b"],
-        "peak_mem_a_mib": None if memory["a"] is None else memory["a"] / MIB,
-        "peak_mem_b_mib": None if memory["b"] is None else memory["b"] / MIB,
-        "mem_ratio": (memory["b"] / memory["a"]) if memory["a"] and memory["b"] is not None else None,
-        "loss_a": loss_a, "loss_b": loss_b, "loss_max_abs_diff": loss_diff, "loss_check": "passed",
-        "wall_s": time.perf_counter() - started,
-    }
-    return row
+    return times
+
+
+def benchmark_models(names, batch_of, num_classes, repeats, warmup, device, prec, seed):
+    """Every model is timed first, then profiled for memory, so that no profiler session (its
+    bookkeeping threads and buffers) can overlap or precede a timed step."""
+    cases, rows = [], []
+    for name in names:
+        started = time.perf_counter()
+        case = BenchmarkCase(name, batch_of(name), num_classes, device, prec, seed)
+        loss_a, loss_b, loss_diff = check_same_loss(case)
+        times = time_model(case, repeats, warmup)
+        median = {path: statistics.median(values) for path, values in times.items()}
+        print(f"{name}: step a {median['a']:.3f} s, step b {median['b']:.3f} s")
+        rows.append({
+            "model": name, "images": f"{case.batch}+{case.batch}", "classes": num_classes,
+            "prec": case.prec, "tokens_a": case.prompt_tokens["a"], "tokens_b": case.prompt_tokens["b"],
+            "time_a_s": median["a"], "time_b_s": median["b"], "time_ratio": median["b"] / median["a"],
+            "times_a_s": times["a"], "times_b_s": times["b"],
+            "loss_a": loss_a, "loss_b": loss_b, "loss_max_abs_diff": loss_diff, "loss_check": "passed",
+            "wall_s": time.perf_counter() - started,
+        })
+        cases.append(case)
+    for case, row in zip(cases, rows):
+        started = time.perf_counter()
+        memory = {path: case.peak_step_memory(path) for path in "ab"}
+        row["peak_mem_a_mib"] = None if memory["a"] is None else memory["a"] / MIB
+        row["peak_mem_b_mib"] = None if memory["b"] is None else memory["b"] / MIB
+        row["mem_ratio"] = memory["b"] / memory["a"] if memory["a"] and memory["b"] is not None else None
+        row["wall_s"] += time.perf_counter() - started
+    return rows
 
 
 def format_table(rows):
@@ -237,12 +253,12 @@ def format_table(rows):
         return "n/a" if value is None else format(value, spec)
 
     table = [[
-        r["model"], r["images"], r["classes"], f"{r['tokens_a']} / {r['tokens_b']}",
+        r["model"], r["prec"], r["images"], r["classes"], f"{r['tokens_a']} / {r['tokens_b']}",
         fmt(r["time_a_s"], ".3f"), fmt(r["time_b_s"], ".3f"), fmt(r["time_ratio"], ".2f"),
         fmt(r["peak_mem_a_mib"], ".1f"), fmt(r["peak_mem_b_mib"], ".1f"), fmt(r["mem_ratio"], ".2f"),
         f"{r['loss_max_abs_diff']:.1e}",
     ] for r in rows]
-    headers = ["model", "images a+u", "classes", "tokens a / b", "step a (s)", "step b (s)", "time b/a",
+    headers = ["model", "prec", "images a+u", "classes", "tokens a / b", "step a (s)", "step b (s)", "time b/a",
                "peak a (MiB)", "peak b (MiB)", "mem b/a", "|loss a-b|"]
     return tabulate(table, headers=headers, disable_numparse=True)
 
@@ -286,12 +302,10 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} CPU threads, "
-          f"prec {args.prec}, {args.repeats} timed + {args.warmup} warm-up steps per path")
-    rows = []
-    for name in args.models:
-        batch = args.batch or DEFAULT_BATCH_BY_MODEL.get(name, DEFAULT_BATCH)
-        rows.append(benchmark_model(name, batch, args.classes, args.repeats, args.warmup,
-                                    args.device, args.prec, args.seed))
+          f"prec {args.prec} requested, {args.repeats} timed + {args.warmup} warm-up steps per path")
+    rows = benchmark_models(
+        args.models, lambda name: args.batch or DEFAULT_BATCH_BY_MODEL.get(name, DEFAULT_BATCH),
+        args.classes, args.repeats, args.warmup, args.device, args.prec, args.seed)
     print()
     print("a = batched, truncated after the longest EOT (IPCLIPModel); "
           "b = per-image loop over the full context (reference)")

@@ -1,5 +1,9 @@
 """Trainers: zero-shot CLIP, CoOp, CoCoOp (the unprotected baselines) and IP-CLIP."""
 import importlib
+import warnings
+
+# The `clip` package imports pkg_resources, which warns on every import with setuptools >= 81.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 TRAINER_MODULES = ("trainers.zsclip", "trainers.coop", "trainers.cocoop", "trainers.ipclip.trainer")
 DATASET_MODULES = ("datasets",)

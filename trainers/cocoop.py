@@ -18,7 +18,10 @@ from dassl.utils import load_pretrained_weights
 
 from .clip_backbone import load_clip_to_cpu
 from .coop import check_input_size, freeze_all_but, load_prompt_learner_checkpoint
-from .precision import autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision
+from .precision import (
+    autocast, backward_and_step, cast_clip, check_precision, make_grad_scaler,
+    resolve_precision,
+)
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 
@@ -136,14 +139,7 @@ class CoCoOp(TrainerX):
         with autocast(self.prec, self.device):
             output = self.model(image)
             loss = F.cross_entropy(output, label)
-        self.optim.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optim.step()
+        backward_and_step(loss, self.optim, self.scaler)
 
         # Tensors, not floats: the engine's meters sync with the GPU only when they print.
         loss_summary = {"loss": loss.detach(), "acc": compute_accuracy(output.detach(), label)[0]}

@@ -16,7 +16,9 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
 
 from .clip_backbone import load_clip_to_cpu
-from .precision import autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision
+from .precision import (
+    autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision,
+)
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 

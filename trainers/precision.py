@@ -18,6 +18,7 @@ __all__ = [
     "autocast",
     "make_grad_scaler",
     "cast_clip",
+    "backward_and_step",
 ]
 
 # fp16: CLIP weights in half precision, plain backward (upstream default);
@@ -83,3 +84,19 @@ def cast_clip(clip_model, prec, device):
     else:
         clip_model.float()
     return clip_model
+
+
+def backward_and_step(loss, optimizer, scaler=None):
+    """zero_grad, backward and step; through the GradScaler when there is one (amp on CUDA).
+
+    No finiteness check on the loss: that would synchronise with the host every step (GradScaler
+    already skips steps whose gradients are not finite).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()

@@ -11,6 +11,7 @@ that matter for instance-conditional prompts (CoCoOp, IP-CLIP: B images x C clas
 """
 import clip
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TextEncoder", "encode_class_prompts"]
@@ -27,6 +28,7 @@ class TextEncoder(nn.Module):
         self.text_projection = clip_model.text_projection
         self.context_length = clip_model.positional_embedding.shape[0]
         self.width = clip_model.positional_embedding.shape[1]
+        self._causal = None
 
     @property
     def dtype(self):
@@ -74,8 +76,14 @@ class TextEncoder(nn.Module):
             raise ValueError(f"chunk_size must be an int >= 0 (0 = no chunking), got {chunk_size!r}")
 
     def _is_causal(self):
-        # Truncation is only exact under a causal mask; without one every token sees the padding.
-        return all(block.attn_mask is not None for block in self.transformer.resblocks)
+        """True when every block's mask is CLIP's causal mask (-inf strictly above the diagonal).
+
+        Checked once and cached: truncation is only exact, and the fused causal attention kernel only
+        applies, under that mask.
+        """
+        if self._causal is None:
+            self._causal = all(_is_causal_mask(block.attn_mask) for block in self.transformer.resblocks)
+        return self._causal
 
     def _encode(self, prompts, eot):
         length = prompts.shape[1]
@@ -86,23 +94,37 @@ class TextEncoder(nn.Module):
         x = self.ln_final(x).to(self.dtype)
         return x @ self.text_projection
 
-    @staticmethod
-    def _run_block(block, x):
-        """One ResidualAttentionBlock on [N, T, D] with its causal mask sliced to [T, T] (no mutation)."""
-        length = x.shape[1]
-        mask = block.attn_mask
-        if mask is not None:
-            mask = mask[:length, :length].to(device=x.device)
-            if mask.is_floating_point():
-                mask = mask.to(x.dtype)
-        h = block.ln_1(x)
-        if not block.attn.batch_first:
-            h = h.transpose(0, 1)
-        h = block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-        if not block.attn.batch_first:
-            h = h.transpose(0, 1)
-        x = x + h
+    def _run_block(self, block, x):
+        """One ResidualAttentionBlock on [N, T, D], CLIP's own weights, causal attention over T tokens
+        (fused scaled-dot-product attention; no state mutation)."""
+        mask = None if self._is_causal() else block.attn_mask
+        x = x + _self_attention(block.attn, block.ln_1(x), self._is_causal(), mask)
         return x + block.mlp(block.ln_2(x))
+
+
+def _is_causal_mask(mask):
+    if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        return False
+    upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
+    return bool(torch.isneginf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+
+
+def _self_attention(attn, x, causal, mask=None):
+    """nn.MultiheadAttention's computation with its weights, on batch-first [N, T, D] input, through
+    F.scaled_dot_product_attention: `causal` picks the fused causal kernels (no [T, T] mask is
+    built); otherwise `mask` (any CLIP-style additive mask, or None) is sliced to T tokens."""
+    n, length, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+    if causal:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        if mask is not None:
+            mask = mask[:length, :length].to(device=x.device, dtype=x.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = out.transpose(1, 2).reshape(n, length, width)
+    return attn.out_proj(out)
 
 
 @torch.no_grad()

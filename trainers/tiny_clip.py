@@ -86,11 +86,11 @@ class TinyClipRecipe:
     captions: tuple = CAPTION_TEMPLATES
     style_words: tuple = tuple(STYLE_WORDS.items())
     # Optimisation.
-    steps: int = 1200
+    steps: int = 2000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 60
+    warmup_steps: int = 100
     seed: int = 0
     threads: int = 2                     # fixed so that the result does not depend on the machine
 

@@ -8,11 +8,15 @@ below is the same for every scenario. Only the IP projector (and the style-enhan
 import torch
 from tqdm import tqdm
 
+from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerXU
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 from ..clip_backbone import load_clip_to_cpu
-from ..precision import autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision
+from ..precision import (
+    autocast, backward_and_step, cast_clip, check_precision, make_grad_scaler,
+    resolve_precision,
+)
 from .loss import IPCLIPLoss, IPCLIPLossWeights
 from .model import IPCLIPModel
 
@@ -119,6 +123,18 @@ class IPCLIP(TrainerXU):
         if self.start_epoch == 0:
             self.fill_banks()
 
+    def bank_loaders(self):
+        """(authorized, unauthorized) loaders of the bank-filling pass: the two training streams'
+        images, in order, without augmentation, at the test batch size (one cheap pass; it draws no
+        random numbers, so it does not shift the training run's RNG streams)."""
+        def loader(data, name):
+            return build_data_loader(
+                self.cfg, sampler_type="SequentialSampler", data_source=data,
+                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE, tfm=self.dm.tfm_test,
+                is_train=False, name=name,
+            )
+        return loader(self.dm.dataset.train_x, "bank_x"), loader(self.dm.dataset.train_u, "bank_u")
+
     @torch.no_grad()
     def fill_banks(self):
         """One no-grad pass: the authorized bank keeps, per class, the K most confident correctly
@@ -126,11 +142,12 @@ class IPCLIP(TrainerXU):
         self.set_model_mode("eval")
         banks = self.model.banks
         banks.reset()
+        loader_a, loader_u = self.bank_loaders()
         with autocast(self.prec, self.device):
-            for batch in tqdm(self.train_loader_x, desc="style bank (authorized)", leave=False):
+            for batch in tqdm(loader_a, desc="style bank (authorized)", leave=False):
                 out = self.model.encode(batch["img"].to(self.device))
                 banks.file_authorized(out["image"], out["logits"], batch["label"].to(self.device))
-            for batch in tqdm(self.train_loader_u, desc="style bank (unauthorized)", leave=False):
+            for batch in tqdm(loader_u, desc="style bank (unauthorized)", leave=False):
                 out = self.model.encode(batch["img"].to(self.device))
                 banks.file_unauthorized(out["image"], out["logits"])
         filled_a = banks.authorized.filled.any(dim=1).sum()
@@ -151,14 +168,7 @@ class IPCLIP(TrainerXU):
         x_a, y_a, x_u, y_u = self.parse_batch_train(batch_x, batch_u)
         with autocast(self.prec, self.device):
             loss, terms = self.compute_loss(x_a, y_a, x_u, y_u)
-        self.optim.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optim.step()
+        backward_and_step(loss, self.optim, self.scaler)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         summary = {"loss": terms.pop("total")}
