@@ -5,7 +5,10 @@ import pytest
 import torch
 from yacs.config import CfgNode as CN
 
+from dassl.config import get_cfg_default
+from trainers.config import extend_cfg
 from trainers.ipclip.loss import CONFIG_KEYS, IPCLIPLoss, IPCLIPLossWeights
+from trainers.ipclip.trainer import loss_weights
 
 ln = math.log
 
@@ -94,17 +97,21 @@ def test_weights_from_config_and_scenarios():
     node = CN({key: float(i + 1) for i, key in enumerate(CONFIG_KEYS.values())})
     w = IPCLIPLossWeights.from_cfg(node)
     assert [getattr(w, f) for f in CONFIG_KEYS] == [float(i + 1) for i in range(len(CONFIG_KEYS))]
-    cfg = CN({"TRAINER": CN({"IPCLIP": node})})
-    assert IPCLIPLossWeights.from_cfg(cfg) == w
     del node["W_KL"]
     with pytest.raises(KeyError, match="W_KL"):
         IPCLIPLossWeights.from_cfg(node)
-    ts = IPCLIPLossWeights.for_scenario("target_specified")
+    # The release's per-scenario defaults (method.md section 4), read the way the trainer reads them.
+    cfg = extend_cfg(get_cfg_default())
+    ts = loss_weights(cfg)
+    assert cfg.TRAINER.IPCLIP.SCENARIO == "target_specified"
     assert (ts.s_ai, ts.w_m, ts.w_en, ts.w_kl, ts.w_u, ts.upper_bound) == (-1, 0.1, 0.01, 1, 1, 5)
-    tf = IPCLIPLossWeights.for_scenario("target_free", w_u=2)
+    cfg.TRAINER.IPCLIP.SCENARIO = "target_free"
+    cfg.TRAINER.IPCLIP.LOSS.TARGET_FREE.W_U = 2.0
+    tf = loss_weights(cfg)
     assert (tf.s_ai, tf.w_m, tf.w_en, tf.w_kl, tf.w_u) == (1, 5, 1, 5, 2)
-    with pytest.raises(ValueError, match="scenario"):
-        IPCLIPLossWeights.for_scenario("nope")
+    for scenario, expected in (("ownership", -1), ("authorization", 1)):
+        cfg.TRAINER.IPCLIP.SCENARIO = scenario
+        assert loss_weights(cfg).s_ai == expected
 
 
 def test_bad_inputs_give_clear_errors():

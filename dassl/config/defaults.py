@@ -188,6 +188,29 @@ _C.DATASET.TEST_SETS = ()
 # Evaluate every named test set every N epochs (0: only after training), for accuracy curves.
 _C.TEST.EVAL_FREQ = 0
 
+# ---------------------------------------------------------------------------------------------
+# Scenario image transforms: PIL -> PIL pre-transforms of the IP-CLIP scenarios (registered in
+# dassl.data.transforms.PRE_TRANSFORM_REGISTRY), applied at the original resolution.
+# ---------------------------------------------------------------------------------------------
+# "watermark": a fixed pattern painted over the image. PATTERN: grid (every PERIOD-th row and column;
+# period 2 = the release's dense grid, 75 % of the pixels) or stripes (every PERIOD-th row).
+_C.INPUT.WATERMARK = CN()
+_C.INPUT.WATERMARK.PATTERN = "grid"
+_C.INPUT.WATERMARK.PERIOD = 2
+_C.INPUT.WATERMARK.COLOR = (255, 255, 255)
+# "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
+# strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.
+_C.INPUT.STRONG_STYLE = CN()
+_C.INPUT.STRONG_STYLE.NUM_OPS = 10
+_C.INPUT.STRONG_STYLE.PROB = 0.5
+_C.INPUT.STRONG_STYLE.MAX_MAGNITUDE = 1.0
+_C.INPUT.STRONG_STYLE.CUTOUT_SIZE = 16
+_C.INPUT.STRONG_STYLE.CUTOUT_FILL = (127, 127, 127)
+# "auth_mixture" (authorization scenario, unauthorized stream): per image, rates of the cases
+# (watermark + strong_style, strong_style only, clean); non-negative, summing to 1.
+_C.INPUT.AUTH_MIX = CN()
+_C.INPUT.AUTH_MIX.RATES = (1 / 3, 1 / 3, 1 / 3)
+
 
 def get_cfg_default():
     return _C.clone()

@@ -19,15 +19,6 @@ CONFIG_KEYS = {
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
 }
 
-#: The release's per-scenario values (method.md section 4); unlisted weights are 1, U is 5.
-RELEASE_SCENARIO_WEIGHTS = {
-    "target_specified": {"s_ai": -1.0, "w_m": 0.1, "w_en": 0.01, "w_kl": 1.0},
-    "ownership": {"s_ai": -1.0, "w_m": 0.1, "w_en": 0.01, "w_kl": 1.0},
-    "target_free": {"s_ai": 1.0, "w_m": 5.0, "w_en": 1.0, "w_kl": 5.0},
-    "authorization": {"s_ai": 1.0, "w_m": 5.0, "w_en": 1.0, "w_kl": 5.0},
-}
-
-
 @dataclass(frozen=True)
 class IPCLIPLossWeights:
     w_u: float = 1.0
@@ -41,26 +32,16 @@ class IPCLIPLossWeights:
 
     @classmethod
     def from_cfg(cls, node):
-        """Read the weights from a config node holding W_U, S_AI, ... UPPER_BOUND
-        (cfg.TRAINER.IPCLIP, or the full cfg, in which case that node is used)."""
-        if hasattr(node, "TRAINER"):
-            node = node.TRAINER.IPCLIP
+        """Read the weights from a config node holding W_U, S_AI, ... UPPER_BOUND: one scenario's
+        node `cfg.TRAINER.IPCLIP.LOSS.<SCENARIO>` (trainers/config.py holds the per-scenario defaults)."""
         values = {}
         for name, key in CONFIG_KEYS.items():
             if key not in node:
                 raise KeyError(f"IP-CLIP loss weight {key!r} is missing from the config node "
                                f"(expected keys {sorted(CONFIG_KEYS.values())}); declare it in "
-                               "trainers/config.py extend_cfg under TRAINER.IPCLIP.")
+                               "trainers/config.py extend_cfg under TRAINER.IPCLIP.LOSS.<SCENARIO>.")
             values[name] = float(node[key])
         return cls(**values)
-
-    @classmethod
-    def for_scenario(cls, scenario, **overrides):
-        """The release's defaults for a scenario, with optional overrides."""
-        if scenario not in RELEASE_SCENARIO_WEIGHTS:
-            raise ValueError(f"Unknown IP-CLIP scenario {scenario!r}; expected one of "
-                             f"{sorted(RELEASE_SCENARIO_WEIGHTS)}.")
-        return cls(**{**RELEASE_SCENARIO_WEIGHTS[scenario], **overrides})
 
     def as_dict(self):
         return asdict(self)

@@ -8,7 +8,6 @@ below is the same for every scenario. Only the IP projector (and the style-enhan
 import torch
 from tqdm import tqdm
 
-from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerXU
 from dassl.optim import build_lr_scheduler, build_optimizer
 
@@ -19,8 +18,8 @@ from ..precision import (
 )
 from .loss import IPCLIPLoss, IPCLIPLossWeights
 from .model import IPCLIPModel
+from .streams import SCENARIOS, ScenarioStreams
 
-SCENARIOS = ("target_specified", "target_free", "ownership", "authorization")
 
 
 def loss_weights(cfg):
@@ -80,11 +79,8 @@ class IPCLIP(TrainerXU):
 
     def build_data_loader(self):
         super().build_data_loader()
-        if self.train_loader_u is None:
-            raise ValueError(
-                "IP-CLIP needs an unauthorized training stream (train_u), but the dataset gave none; "
-                "use a domain dataset with --target-domains (README, section Datasets)"
-            )
+        self.streams = ScenarioStreams(self.cfg, self.dm)
+        self.train_loader_x, self.train_loader_u = self.streams.train_loaders()
 
     def build_model(self):
         cfg = self.cfg
@@ -123,18 +119,6 @@ class IPCLIP(TrainerXU):
         if self.start_epoch == 0:
             self.fill_banks()
 
-    def bank_loaders(self):
-        """(authorized, unauthorized) loaders of the bank-filling pass: the two training streams'
-        images, in order, without augmentation, at the test batch size (one cheap pass; it draws no
-        random numbers, so it does not shift the training run's RNG streams)."""
-        def loader(data, name):
-            return build_data_loader(
-                self.cfg, sampler_type="SequentialSampler", data_source=data,
-                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE, tfm=self.dm.tfm_test,
-                is_train=False, name=name,
-            )
-        return loader(self.dm.dataset.train_x, "bank_x"), loader(self.dm.dataset.train_u, "bank_u")
-
     @torch.no_grad()
     def fill_banks(self):
         """One no-grad pass: the authorized bank keeps, per class, the K most confident correctly
@@ -142,7 +126,7 @@ class IPCLIP(TrainerXU):
         self.set_model_mode("eval")
         banks = self.model.banks
         banks.reset()
-        loader_a, loader_u = self.bank_loaders()
+        loader_a, loader_u = self.streams.bank_loaders()
         with autocast(self.prec, self.device):
             for batch in tqdm(loader_a, desc="style bank (authorized)", leave=False):
                 out = self.model.encode(batch["img"].to(self.device))

@@ -1,0 +1,77 @@
+"""The authorization scenario's unauthorized stream: a per-sample mixture of three cases.
+
+Only watermarked, un-augmented images are authorized, so the unauthorized stream shows the model
+what must be refused: watermarked images whose style was changed (watermark, then strong_style),
+restyled images without the watermark, and clean images. The case is drawn anew for every image
+(the release drew it once and kept it for the whole run), from torch's global generator, which
+data-loader workers seed.
+"""
+import math
+import numbers
+
+import torch
+
+from .pre_transforms import PRE_TRANSFORM_REGISTRY
+from .strong_style import strong_style
+from .watermark import watermark
+
+__all__ = ["AUTH_MIX_CASES", "check_rates", "auth_mixture"]
+
+# Case i is drawn with probability INPUT.AUTH_MIX.RATES[i].
+AUTH_MIX_CASES = ("watermark+strong_style", "strong_style", "clean")
+
+
+def check_rates(rates, key="INPUT.AUTH_MIX.RATES"):
+    """`rates` as a tuple of len(AUTH_MIX_CASES) non-negative floats summing to 1."""
+    valid = (
+        isinstance(rates, (tuple, list))
+        and len(rates) == len(AUTH_MIX_CASES)
+        and all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in rates)
+    )
+    if not valid or not math.isclose(sum(rates), 1.0, abs_tol=1e-6):
+        raise ValueError(
+            f"{key} must be {len(AUTH_MIX_CASES)} non-negative numbers summing to 1, the rates of "
+            f"the cases {AUTH_MIX_CASES}, e.g. (0.5, 0.25, 0.25); got {rates!r}"
+        )
+    return tuple(float(r) for r in rates)
+
+
+# Lower-case class name on purpose: the registry key is `__name__`, and the authorization scenario
+# names this pre-transform "auth_mixture".
+@PRE_TRANSFORM_REGISTRY.register()
+class auth_mixture:
+    """Per image, one case of AUTH_MIX_CASES drawn with INPUT.AUTH_MIX.RATES, using the watermark
+    of INPUT.WATERMARK and the augmentation of INPUT.STRONG_STYLE."""
+
+    def __init__(self, cfg):
+        self.rates = check_rates(cfg.INPUT.AUTH_MIX.RATES)
+        self.watermark = watermark(cfg)
+        self.strong_style = strong_style(cfg)
+
+    def draw_case(self):
+        """A fresh case index into AUTH_MIX_CASES."""
+        u = torch.rand(()).item()
+        total = 0.0
+        for case, rate in enumerate(self.rates):
+            total += rate
+            if u < total:
+                return case
+        # rounding left u above the running sum: the last case with a non-zero rate
+        return max(case for case, rate in enumerate(self.rates) if rate > 0)
+
+    def apply_case(self, img, case):
+        """`img` edited as case `case` (an index into AUTH_MIX_CASES)."""
+        if case == 0:
+            return self.strong_style(self.watermark(img))
+        if case == 1:
+            return self.strong_style(img)
+        if case == 2:
+            return img
+        raise ValueError(f"case must be an index into {AUTH_MIX_CASES} (0..{len(AUTH_MIX_CASES) - 1}); got {case!r}")
+
+    def __call__(self, img):
+        return self.apply_case(img, self.draw_case())
+
+    def __repr__(self):
+        rates = ", ".join(f"{name}: {rate:.3g}" for name, rate in zip(AUTH_MIX_CASES, self.rates))
+        return f"auth_mixture({rates}; {self.watermark!r}, {self.strong_style!r})"

@@ -1,0 +1,102 @@
+"""Strong style augmentation: the target-free scenario's stand-in for unseen domains.
+
+RandAugment-like: each op of a fixed list of 10 photometric and geometric edits is applied with
+probability PROB at a random strength up to MAX_MAGNITUDE (strengths in [0, 1], the units of
+`randaugment.AUGMENT_OPS`), in a random order, then a grey square is cut out. Randomness comes from
+torch's global generator, which data-loader workers seed and `set_random_seed` fixes.
+"""
+import numbers
+
+import torch
+
+from .pre_transforms import PRE_TRANSFORM_REGISTRY
+from .randaugment import apply_op
+from .watermark import check_rgb
+
+__all__ = ["STRONG_STYLE_OPS", "grey_square", "strong_style"]
+
+_AFFINE_OPS = ("shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def _shear_or_translate(img, strength):
+    """One geometric op, shear or translation along x or y, chosen at random."""
+    name = _AFFINE_OPS[torch.randint(len(_AFFINE_OPS), ()).item()]
+    return apply_op(img, name, strength)
+
+
+def _table_op(name):
+    def op(img, strength):
+        return apply_op(img, name, strength)
+
+    op.__name__ = name
+    return op
+
+
+STRONG_STYLE_OPS = {
+    name: _table_op(name)
+    for name in (
+        "autocontrast", "equalize", "rotate", "solarize", "color",
+        "posterize", "contrast", "brightness", "sharpness",
+    )
+}
+STRONG_STYLE_OPS["shear_translate"] = _shear_or_translate
+
+
+def grey_square(img, size, fill):
+    """A copy of `img` with a `size` x `size` square of `fill` at a random centre, clipped at the
+    borders (so near an edge less of it shows)."""
+    if size <= 0:
+        return img
+    left = torch.randint(img.width, ()).item() - size // 2
+    top = torch.randint(img.height, ()).item() - size // 2
+    box = (max(left, 0), max(top, 0), min(left + size, img.width), min(top + size, img.height))
+    img = img.copy()
+    img.paste(fill, box)
+    return img
+
+
+def _check_int(value, key, low, high=None):
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{key} must be an integer {bound}; got {value!r}")
+    return int(value)
+
+
+def _check_unit(value, key):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
+# Lower-case class name on purpose: the registry key is `__name__`, and the target-free and
+# authorization scenarios name this pre-transform "strong_style".
+@PRE_TRANSFORM_REGISTRY.register()
+class strong_style:
+    """The augmentation configured by INPUT.STRONG_STYLE, as a PIL -> PIL callable (same size and mode)."""
+
+    def __init__(self, cfg):
+        node = cfg.INPUT.STRONG_STYLE
+        key = "INPUT.STRONG_STYLE."
+        self.num_ops = _check_int(node.NUM_OPS, key + "NUM_OPS", 0, len(STRONG_STYLE_OPS))
+        self.prob = _check_unit(node.PROB, key + "PROB")
+        self.max_magnitude = _check_unit(node.MAX_MAGNITUDE, key + "MAX_MAGNITUDE")
+        self.cutout_size = _check_int(node.CUTOUT_SIZE, key + "CUTOUT_SIZE", 0)
+        self.cutout_fill = check_rgb(node.CUTOUT_FILL, key + "CUTOUT_FILL")
+
+    def __call__(self, img):
+        mode = img.mode
+        out = img if mode == "RGB" else img.convert("RGB")  # the op table works on RGB
+        names = list(STRONG_STYLE_OPS)
+        for i in torch.randperm(len(names))[: self.num_ops].tolist():
+            if torch.rand(()).item() < self.prob:
+                strength = torch.rand(()).item() * self.max_magnitude
+                out = STRONG_STYLE_OPS[names[i]](out, strength)
+        out = grey_square(out, self.cutout_size, self.cutout_fill)
+        return out if mode == "RGB" else out.convert(mode)
+
+    def __repr__(self):
+        return (
+            f"strong_style(num_ops={self.num_ops}, prob={self.prob}, max_magnitude={self.max_magnitude}, "
+            f"cutout_size={self.cutout_size}, cutout_fill={self.cutout_fill})"
+        )

@@ -1,0 +1,69 @@
+"""The authorized and unauthorized training streams of each IP-CLIP scenario (docs/design.md).
+
+A scenario is data, not code: it names which split feeds each stream and which image-level
+pre-transforms (registered in `dassl.data.transforms.PRE_TRANSFORM_REGISTRY`, applied at the original
+resolution before the usual train transform) turn authorized images into unauthorized ones.
+"""
+from collections import namedtuple
+
+from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms import build_pre_transform
+
+# split: "source" (the source domains' train split) or "target" (the target domains' train split).
+StreamSpec = namedtuple("StreamSpec", ["split", "pre_transforms"])
+
+SCENARIO_STREAMS = {
+    "target_specified": (StreamSpec("source", ()), StreamSpec("target", ())),
+    "target_free": (StreamSpec("source", ()), StreamSpec("source", ("strong_style",))),
+    "ownership": (StreamSpec("source", ()), StreamSpec("source", ("watermark",))),
+    "authorization": (StreamSpec("source", ("watermark",)), StreamSpec("source", ("auth_mixture",))),
+}
+SCENARIOS = tuple(SCENARIO_STREAMS)
+
+
+class ScenarioStreams:
+    """Builds the two training loaders and the bank-filling loaders of `cfg.TRAINER.IPCLIP.SCENARIO`."""
+
+    def __init__(self, cfg, dm):
+        self.cfg = cfg
+        self.dm = dm
+        self.specs = SCENARIO_STREAMS[cfg.TRAINER.IPCLIP.SCENARIO]  # validated by IPCLIP.check_cfg
+
+    def _data(self, spec):
+        data = self.dm.dataset.train_x if spec.split == "source" else self.dm.dataset.train_u
+        if not data:
+            raise ValueError(
+                f"the IP-CLIP scenario {self.cfg.TRAINER.IPCLIP.SCENARIO!r} needs the {spec.split} "
+                "domains' train split, which is empty; check --source-domains / --target-domains "
+                "(README, section Datasets)"
+            )
+        return data
+
+    def train_loaders(self):
+        """(authorized, unauthorized) loaders; the data manager's own loaders where they already fit."""
+        loaders = []
+        defaults = {"source": self.dm.train_loader_x, "target": self.dm.train_loader_u}
+        batch_cfg = self.cfg.DATALOADER.TRAIN_X
+        for name, spec in zip(("train_x", "train_u"), self.specs):
+            if not spec.pre_transforms and defaults[spec.split] is not None:
+                loaders.append(defaults[spec.split])
+                continue
+            loaders.append(build_data_loader(
+                self.cfg, sampler_type=batch_cfg.SAMPLER, data_source=self._data(spec),
+                batch_size=batch_cfg.BATCH_SIZE, n_domain=batch_cfg.N_DOMAIN, n_ins=batch_cfg.N_INS,
+                tfm=self.dm.tfm_train, is_train=True,
+                pre_transform=build_pre_transform(spec.pre_transforms, self.cfg), name=name,
+            ))
+        return tuple(loaders)
+
+    def bank_loaders(self):
+        """(authorized, unauthorized) loaders of the bank-filling pass: each stream's images in order,
+        with its pre-transforms but without augmentation, at the test batch size."""
+        return tuple(
+            build_data_loader(
+                self.cfg, sampler_type="SequentialSampler", data_source=self._data(spec),
+                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE, tfm=self.dm.tfm_test, is_train=False,
+                pre_transform=build_pre_transform(spec.pre_transforms, self.cfg), name=name,
+            )
+            for name, spec in zip(("bank_x", "bank_u"), self.specs)
+        )
