@@ -1,44 +1,47 @@
-# Shared by every scripts/<trainer>/*.sh: argument parsing, run folders, skip-finished, tables.
-# Usage of the scripts: bash scripts/<trainer>/main.sh [DATASET SOURCE TARGET] [SEED ...]
+# Shared by every script under scripts/: arguments, run folders, skip-finished, dry runs, tables.
+#
+#   bash scripts/<trainer>/main.sh [DATASET SOURCE TARGET] [SEED ...]
+#   bash scripts/ipclip/<scenario>.sh [DATASET SOURCE] [SEED ...]
 #   no arguments, or DATASET "toy": the synthetic benchmark with the tiny CLIP on CPU.
-# Environment: DATA (dataset root), OUTPUT (output root, default output), CFG (trainer config name),
-#              SEEDS (default "1 2 3"; extra arguments after TARGET override it), PYTHON (default python).
+#
+# Environment: DATA (dataset root; default ./data for the synthetic benchmark), OUTPUT (output root,
+# default output), CFG (trainer config name: tiny for toy, vit_b16 otherwise), SEEDS (default
+# "1 2 3"; arguments after the domains override it), PYTHON (default python), DRY_RUN=1 (list the runs
+# and whether they are done, run nothing).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PYTHON="${PYTHON:-python}"
 OUTPUT="${OUTPUT:-output}"
+DRY_RUN="${DRY_RUN:-0}"
+RUNS_DONE=0
+RUNS_TODO=0
 
-# The toy pair: trained on clean product-like renders, protected against line sketches.
+# The toy pair: trained on product-like photos, protected against line sketches.
 TOY_SOURCE=photo
 TOY_TARGET=sketch
 
-parse_pair_args() {
+# Test sets of each scenario (docs/design.md, "IP-CLIP scenarios").
+TEST_SETS_TARGET_SPECIFIED="['authorized=source','unauthorized=target']"
+TEST_SETS_TARGET_FREE="['authorized=source','{domain}=each']"
+TEST_SETS_OWNERSHIP="['authorized=source','unauthorized=source+watermark']"
+TEST_SETS_AUTHORIZATION="['{domain}=each','{domain}_wm=each+watermark']"
+
+# select_dataset DATASET: sets DATASET, CFG and DATA (toy defaults), checks the dataset config.
+select_dataset() {
     DATASET="${1:-toy}"
     if [ "$DATASET" = "toy" ] || [ "$DATASET" = "toy_domains" ]; then
         DATASET=toy_domains
-        SOURCE="${2:-$TOY_SOURCE}"
-        TARGET="${3:-$TOY_TARGET}"
         CFG="${CFG:-tiny}"
         DATA="${DATA:-$REPO/data}"
     else
-        if [ $# -lt 3 ]; then
-            echo "usage: $0 DATASET SOURCE TARGET [SEED ...]   (or no arguments for the synthetic benchmark)" >&2
-            exit 2
-        fi
-        SOURCE="$2"
-        TARGET="$3"
         CFG="${CFG:-vit_b16}"
-        if [ -z "${DATA:-}" ]; then
+        if [ -z "${DATA:-}" ] && [ "$DRY_RUN" != 1 ]; then
             echo "error: set DATA to the folder that holds the datasets (see README, section Datasets)" >&2
             exit 2
         fi
+        DATA="${DATA:-/path/to/datasets}"
     fi
-    if [ $# -gt 3 ]; then
-        shift 3
-        SEEDS="$*"
-    fi
-    SEEDS="${SEEDS:-1 2 3}"
     if [ ! -f "configs/datasets/${DATASET}.yaml" ]; then
         echo "error: no dataset config configs/datasets/${DATASET}.yaml; available:" \
             "$(ls configs/datasets | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
@@ -46,25 +49,75 @@ parse_pair_args() {
     fi
 }
 
-run_dir() {  # run_dir TRAINER SEED [PAIR]
-    echo "${OUTPUT}/${DATASET}/$1/${CFG}/${3:-${SOURCE}_${TARGET}}/seed$2"
+# parse_pair_args [DATASET SOURCE TARGET] [SEED ...]: the target-specified setting.
+parse_pair_args() {
+    select_dataset "${1:-toy}"
+    if [ "$DATASET" = toy_domains ]; then
+        SOURCE="${2:-$TOY_SOURCE}"
+        TARGET="${3:-$TOY_TARGET}"
+    elif [ $# -lt 3 ]; then
+        echo "usage: $0 DATASET SOURCE TARGET [SEED ...]   (or no arguments for the synthetic benchmark)" >&2
+        exit 2
+    else
+        SOURCE="$2"
+        TARGET="$3"
+    fi
+    PAIR="${SOURCE}_${TARGET}"
+    if [ $# -gt 3 ]; then
+        shift 3
+        SEEDS="$*"
+    fi
+    SEEDS="${SEEDS:-1 2 3}"
+}
+
+# parse_source_args SCENARIO [DATASET SOURCE] [SEED ...]: scenarios that need no target domain.
+parse_source_args() {
+    local scenario="$1"
+    shift
+    select_dataset "${1:-toy}"
+    if [ "$DATASET" = toy_domains ]; then
+        SOURCE="${2:-$TOY_SOURCE}"
+    elif [ $# -lt 2 ]; then
+        echo "usage: $0 DATASET SOURCE [SEED ...]   (or no arguments for the synthetic benchmark)" >&2
+        exit 2
+    else
+        SOURCE="$2"
+    fi
+    # The dataset wants a target list; the scenario's unauthorized stream comes from the source.
+    TARGET="$SOURCE"
+    PAIR="${SOURCE}_${scenario}"
+    if [ $# -gt 2 ]; then
+        shift 2
+        SEEDS="$*"
+    fi
+    SEEDS="${SEEDS:-1 2 3}"
+}
+
+run_dir() {  # run_dir TRAINER SEED
+    echo "${OUTPUT}/${DATASET}/$1/${CFG}/${PAIR}/seed$2"
 }
 
 is_finished() {  # is_finished DIR: results.json says the run finished
     [ -f "$1/results.json" ] && grep -q '"finished": true' "$1/results.json"
 }
 
-# run_train TRAINER SEED [KEY VALUE ...]: train (resuming an interrupted run) unless already finished.
+# run_train TRAINER SEED [FLAGS] [KEY VALUE ...]: train (resuming an interrupted run) unless finished.
 run_train() {
     local trainer="$1" seed="$2"
     shift 2
     local dir
     dir="$(run_dir "$trainer" "$seed")"
     if is_finished "$dir"; then
-        echo "Skip ${trainer} seed ${seed}: finished run at ${dir}"
+        RUNS_DONE=$((RUNS_DONE + 1))
+        echo "[done] ${trainer} ${PAIR} seed ${seed}: ${dir}"
         return 0
     fi
-    echo "Run ${trainer} seed ${seed} -> ${dir}"
+    RUNS_TODO=$((RUNS_TODO + 1))
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "[todo] ${trainer} ${PAIR} seed ${seed}: ${dir}"
+        return 0
+    fi
+    echo "[run] ${trainer} ${PAIR} seed ${seed}: ${dir}"
     "$PYTHON" train.py \
         --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "configs/datasets/${DATASET}.yaml" \
@@ -81,6 +134,33 @@ run_eval_only() {
     run_train "$trainer" "$seed" --eval-only "$@"
 }
 
-print_table() {
+# run_ipclip SCENARIO: IP-CLIP and its CoOp reference (same test sets) over SEEDS for SOURCE/PAIR.
+run_ipclip() {
+    local scenario="$1" var test_sets
+    var="TEST_SETS_$(echo "$scenario" | tr '[:lower:]' '[:upper:]')"
+    test_sets="${!var}"
+    for SEED in $SEEDS; do
+        run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets"
+        run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO "$scenario" DATASET.TEST_SETS "$test_sets"
+    done
+}
+
+# domains_of DATASET: the domains the paper's tables use.
+domains_of() {
+    case "$1" in
+        office31) echo "amazon dslr webcam" ;;
+        office_home) echo "art clipart product real_world" ;;
+        mini_domainnet) echo "clipart painting real sketch" ;;
+        toy_domains) echo "photo clipart sketch painting" ;;
+        *) echo "error: no domain list for $1 in scripts/common.sh (domains_of)" >&2; exit 2 ;;
+    esac
+}
+
+# finish: the table, or in a dry run the count of runs done and to do.
+finish() {
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "Dry run: $((RUNS_DONE + RUNS_TODO)) runs, ${RUNS_DONE} done, ${RUNS_TODO} to do."
+        return 0
+    fi
     "$PYTHON" tools/parse_results.py "${OUTPUT}/${DATASET}" "$@"
 }

@@ -1,10 +1,12 @@
-"""Collect every run's results.json below an output folder into one table.
+"""Collect every run's results.json below an output folder into one table per IP-CLIP scenario.
 
 Runs are grouped by experiment and domain pair; each named test set is reported as the mean and the
 population standard deviation over seeds, and IP-CLIP runs are set against their CoOp reference to give
-the IP metrics of the paper. Anything missing (an unfinished run, a seed that other pairs have) is listed
-in a separate "incomplete" section so that a mean over fewer seeds is never passed off as a full one.
-Old runs that only left an upstream-style log.txt can be read with --from-logs.
+the IP metrics of the paper. The four scenarios (target_specified, target_free, ownership, authorization)
+give four separate tables because their test sets play different roles. Anything missing (an unfinished
+run, a seed that other pairs have) is listed in a separate "incomplete" section so that a mean over fewer
+seeds is never passed off as a full one. Old runs that only left an upstream-style log.txt can be read
+with --from-logs. tools/plot_results.py draws the same groups.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tabulate import tabulate
 
@@ -30,33 +33,75 @@ IP_TRAINER = "IPCLIP"
 REFERENCE_TRAINER = "CoOp"
 AUTHORIZED_SET = "authorized"
 UNAUTHORIZED_SET = "unauthorized"
+WATERMARKED_SUFFIX = "_wm"
 FORMATS = ("table", "markdown", "csv", "latex")
 MISSING = "-"
 
+TARGET_SPECIFIED, TARGET_FREE, OWNERSHIP, AUTHORIZATION = SCENARIOS = (
+    "target_specified", "target_free", "ownership", "authorization")
+# What a and u are in each scenario, for titles and plots (the rule itself: test_set_roles).
+ROLE_TEXT = {
+    TARGET_SPECIFIED: "a = 'authorized' (source), u = 'unauthorized' (target)",
+    TARGET_FREE: "a = 'authorized' (source), u = mean over the per-domain sets except the source",
+    OWNERSHIP: "a = 'authorized' (clean source), u = 'unauthorized' (watermarked source)",
+    AUTHORIZATION: "a = '<source>_wm' (licence key), u = mean over every other set",
+}
+# The metric each scenario is judged by (shown last in its table, beside the published value).
+HEADLINE_METRIC = {TARGET_SPECIFIED: "w", TARGET_FREE: "w", OWNERSHIP: "o", AUTHORIZATION: "d"}
+
+# Published means (ViT-B/16, the authors' splits), by (scenario, dataset); ANY_DATASET where the source
+# does not say which dataset the number is for.
+ANY_DATASET = "*"
+PAPER_DATASETS = ("Office31", "OfficeHome", "miniDomainNet")
+PUBLISHED = {
+    TARGET_SPECIFIED: {"Office31": 74.84, "OfficeHome": 55.10, "miniDomainNet": 54.68},
+    AUTHORIZATION: {"Office31": 58.78, "OfficeHome": 53.89, "miniDomainNet": 48.39},
+    OWNERSHIP: {ANY_DATASET: 71.3},
+    TARGET_FREE: {ANY_DATASET: 53.46},
+}
+PAPER_NOTE = "ViT-B/16, their splits"
+PAPER_NOTE_ANY = "dataset not stated"
+
 FORMULAS = """\
-IP metrics (accuracies in %; IP = the IP-CLIP run, SL = its CoOp reference trained on the same
-dataset, source -> target pair and seeds; a = the authorized test set, u = the unauthorized one):
+IP metrics (accuracies in %; IP = the IP-CLIP run, SL = its unprotected CoOp reference trained on the
+same dataset, config, source domain(s), scenario and seeds and tested on the same named sets;
+a = the authorized test set(s), u = the unauthorized one(s), the mean where there are several):
   Drop_a  = A_a^SL - A_a^IP                       (lower is better, ideally 0)
   Drop_u  = A_u^SL - A_u^IP                       (higher is better)
-  W_{u-a} = (A_a^IP / 100) x (Drop_u - Drop_a)    (target-specified, target-free)
-  D_{u-a} = (A_a^IP / 100) x (A_a^IP - A_u^IP)    (authorization; needs no reference)
-  O_{u-a} = (A_u^SL / 100) x (A_a^IP - A_u^IP)    (ownership: a = clean, u = watermarked; only for
-            scenario 'ownership'. This formula comes from a secondary source, the authors' follow-up
-            paper AoD-IP, not from the IP-CLIP paper itself.)
-"a" is the test set named 'authorized'; "u" is the set named 'unauthorized' or, when there is none,
-the mean over every test set other than the authorized one (e.g. per-domain sets).
+  W_{u-a} = (A_a^IP / 100) x (Drop_u - Drop_a)    target_specified, target_free
+            source: the IP-CLIP paper (CVPR 2025)
+  D_{u-a} = (A_a^IP / 100) x (A_a^IP - A_u^IP)    authorization; needs no reference run
+            source: the IP-CLIP paper (CVPR 2025)
+  O_{u-a} = (A_u^SL / 100) x (A_a^IP - A_u^IP)    ownership (a = clean, u = watermarked); needs the
+            reference's accuracy on the watermarked set
+            source: the authors' follow-up paper AoD-IP (CVPR 2026), a SECONDARY source: the IP-CLIP
+            paper itself gives no formula for it.
+Roles of the test sets (docs/design.md, "IP-CLIP scenarios"):
+  target_specified  a = 'authorized'          u = 'unauthorized' (none: every other set)
+  target_free       a = 'authorized'          u = mean over the per-domain sets except the source domain(s)
+  ownership         a = 'authorized' (clean)  u = 'unauthorized' (watermarked)
+  authorization     a = '<source>_wm'         u = mean over every other set
+The scenario of a run is run.scenario; CoOp references record none and take the one named by their
+pair folder (<source>_target_free, <source>_ownership, <source>_authorization), else target_specified.
+Each scenario gets its own results table and IP-metrics table.
 The metrics are computed from the seed MEANS of each group (not per seed and then averaged); the
 per-dataset 'average' row is the mean of the per-pair rows, shown only when every pair has a value.
 Std is the population standard deviation over seeds (ddof 0, as upstream Dassl's parse_test_res.py).
+--compare-paper adds the published means (ViT-B/16, the authors' splits) beside each dataset's mean:
+  W_{u-a} target_specified  Office31 74.84, OfficeHome 55.10, miniDomainNet 54.68
+  D_{u-a} authorization     Office31 58.78, OfficeHome 53.89, miniDomainNet 48.39
+  O_{u-a} ownership         71.3  (dataset not stated; shown for each of the three datasets)
+  W_{u-a} target_free       53.46 (dataset not stated; shown for each of the three datasets)
+Other datasets (e.g. ToyDomains) have no published number: '-'.
 """
 
 
 DESCRIPTION = """\
-Summarise every results.json below OUTPUT_ROOT. Per group (dataset, trainer, config, scenario,
-source -> target): the mean ± population std (ddof 0, as upstream Dassl) over seeds of each named
-test set and the number of seeds; the IP metrics of IP-CLIP runs against their CoOp reference; and
-a separate 'incomplete' section (unfinished runs, missing seeds: such groups are marked e.g. '2/3').
-Exit status 1 with a message when nothing is found or an input is unusable.
+Summarise every results.json below OUTPUT_ROOT, one table per IP-CLIP scenario. Per group (dataset,
+trainer, config, scenario, source -> target): the mean ± population std (ddof 0, as upstream Dassl)
+over seeds of each named test set and the number of seeds; the IP metrics of IP-CLIP runs against
+their CoOp reference; and a separate 'incomplete' section (unfinished runs, missing seeds: such groups
+are marked e.g. '2/3'). Exit status 1 with a message when nothing is found or an input is unusable.
 """
 
 
@@ -70,7 +115,11 @@ class ResultsError(Exception):
 
 @dataclass(frozen=True, order=True)
 class GroupKey:
-    """Everything that identifies an experiment on one domain pair, i.e. all but the seed."""
+    """Everything that identifies an experiment on one domain pair, i.e. all but the seed.
+
+    folder_scenario is the scenario named by the pair folder (<source>_<scenario>) of a run that records
+    none itself (a CoOp reference): it keeps the references of different scenarios apart.
+    """
 
     dataset: str
     trainer: str
@@ -79,22 +128,35 @@ class GroupKey:
     source_domains: tuple[str, ...]
     target_domains: tuple[str, ...]
     eval_only: bool = False
+    folder_scenario: str = ""
+
+    @property
+    def table_scenario(self) -> str:
+        """The scenario table this group belongs to."""
+        return self.scenario or self.folder_scenario or TARGET_SPECIFIED
 
     @property
     def pair(self) -> str:
-        return f"{'+'.join(self.source_domains)} -> {'+'.join(self.target_domains)}"
+        """'src -> tgt'; just the source where the scenario trains on the source alone (target = source)."""
+        source = "+".join(self.source_domains)
+        if self.target_domains == self.source_domains:
+            return source
+        return f"{source} -> {'+'.join(self.target_domains)}"
 
     @property
     def experiment(self) -> tuple:
         """Groups of one experiment (all pairs) are expected to share their seeds."""
-        return (self.dataset, self.trainer, self.config_name, self.scenario, self.eval_only)
+        return (self.dataset, self.trainer, self.config_name, self.table_scenario, self.eval_only)
 
     @property
     def config_label(self) -> str:
         return self.config_name + (" [eval-only]" if self.eval_only else "")
 
     def label(self) -> str:
-        scenario = f" {self.scenario}" if self.scenario else ""
+        if self.scenario:
+            scenario = f" {self.scenario}"
+        else:
+            scenario = f" ({self.folder_scenario} reference)" if self.folder_scenario else ""
         return f"{self.dataset}/{self.trainer}/{self.config_label}{scenario} {self.pair}"
 
 
@@ -107,6 +169,18 @@ class Run:
     seed: int
     finished: bool
     final: dict[str, dict[str, float]]
+    epochs: list[dict] = field(default_factory=list)
+
+
+_SCENARIO_FOLDER = re.compile(rf".+_({'|'.join(s for s in SCENARIOS if s != TARGET_SPECIFIED)})")
+
+
+def folder_scenario(path: Path) -> str:
+    """The scenario named by the pair folder of a run (…/<source>_<scenario>/seed<N>/results.json), or ''."""
+    run_dir = path.parent
+    pair_dir = run_dir.parent if re.fullmatch(r"seed\d+", run_dir.name) else run_dir
+    match = _SCENARIO_FOLDER.fullmatch(pair_dir.name)
+    return match[1] if match else ""
 
 
 def _require(cond: bool, path: Path, what: str) -> None:
@@ -151,16 +225,31 @@ def run_from_results(data, path: Path) -> Run:
         path,
         "'final' should map each test set name to a dict of metrics",
     )
+    scenario = str(run.get("scenario") or "")
+    _require(
+        scenario in ("", *SCENARIOS),
+        path,
+        f"run.scenario {scenario!r} is not one of {', '.join(SCENARIOS)} (or '' for a reference run); "
+        f"a new scenario needs its test-set roles in tools/parse_results.py (test_set_roles)",
+    )
+    epochs = data.get("epochs") or []
+    _require(
+        isinstance(epochs, list) and all(isinstance(e, dict) for e in epochs),
+        path,
+        "'epochs' should be a list of per-epoch objects",
+    )
     key = GroupKey(
         dataset=str(run["dataset"]),
         trainer=str(run["trainer"]),
         config_name=str(run.get("config_name") or ""),
-        scenario=str(run.get("scenario") or ""),
+        scenario=scenario,
         source_domains=_domains(run["source_domains"], path, "source_domains"),
         target_domains=_domains(run["target_domains"], path, "target_domains"),
         eval_only=bool(data.get("eval_only", False)),
+        folder_scenario="" if scenario else folder_scenario(path),
     )
-    return Run(path=path, key=key, seed=seed, finished=bool(data.get("finished", False)), final=final)
+    return Run(path=path, key=key, seed=seed, finished=bool(data.get("finished", False)), final=final,
+               epochs=epochs)
 
 
 def read_results_file(path: Path) -> Run:
@@ -370,6 +459,7 @@ class GroupSummary:
     seeds: tuple[int, ...]  # finished seeds that were averaged
     expected_seeds: tuple[int, ...]
     sets: dict[str, SetStats] = field(default_factory=dict)
+    per_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # set name -> seed -> value
 
     @property
     def complete(self) -> bool:
@@ -440,7 +530,8 @@ def aggregate(
             for run in used:
                 if name not in run.final:
                     note(run.seed, f"has no test set '{name}'", run.path)
-            mean, std = mean_std([_metric_value(r, name, metric) for r in having])
+            summary.per_seed[name] = {r.seed: _metric_value(r, name, metric) for r in having}
+            mean, std = mean_std(list(summary.per_seed[name].values()))
             summary.sets[name] = SetStats(mean, std, len(having))
         if not summary.complete:
             note("", f"incomplete: averaged {summary.seeds_label} seeds {list(summary.seeds)}")

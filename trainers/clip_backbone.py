@@ -113,7 +113,8 @@ def clip_from_state_dict(state_dict, source="state dict"):
             "Give an OpenAI CLIP checkpoint, a state dict of clip.model.CLIP, or a built-in name "
             f"({', '.join(BUILTIN_PRETRAINED)})."
         )
-    weights = {k: v.float() for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    metadata = ("input_resolution", "context_length", "vocab_size")
+    weights = {k: v.float() for k, v in state_dict.items() if k not in metadata}
     try:
         model = build_model(dict(state_dict)).float()
         model.load_state_dict(weights)

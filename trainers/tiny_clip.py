@@ -86,11 +86,11 @@ class TinyClipRecipe:
     captions: tuple = CAPTION_TEMPLATES
     style_words: tuple = tuple(STYLE_WORDS.items())
     # Optimisation.
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     seed: int = 0
     threads: int = 2                     # fixed so that the result does not depend on the machine
 
@@ -223,6 +223,12 @@ def _encode_text_truncated(model, tokens):
     return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
 
 
+def _describes(img_cls, img_dom, txt_cls, txt_dom):
+    """[images, captions] mask: the caption names the image's class and its style (or no style)."""
+    same_style = (txt_dom[None, :] < 0) | (img_dom[:, None] == txt_dom[None, :])
+    return (img_cls[:, None] == txt_cls[None, :]) & same_style
+
+
 def _contrastive_loss(model, pixels, img_cls, img_dom, tokens, txt_cls, txt_dom):
     """Symmetric InfoNCE where every caption that truly describes an image counts as a positive.
 
@@ -232,8 +238,7 @@ def _contrastive_loss(model, pixels, img_cls, img_dom, tokens, txt_cls, txt_dom)
     image_features = F.normalize(model.encode_image(pixels), dim=-1)
     text_features = F.normalize(_encode_text_truncated(model, tokens), dim=-1)
     logits = model.logit_scale.exp() * image_features @ text_features.t()
-    describes = (img_cls[:, None] == txt_cls[None, :]) & ((txt_dom[None, :] < 0) | (img_dom[:, None] == txt_dom[None, :]))
-    target = describes.float()
+    target = _describes(img_cls, img_dom, txt_cls, txt_dom).float()
     loss_i = -(target / target.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
     target_t = target.t()
     loss_t = -(target_t / target_t.sum(1, keepdim=True) * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
@@ -269,7 +274,7 @@ def pretrain_tiny_clip(recipe=DEFAULT_RECIPE, log_every=100, log=print):
                 group["lr"] = _lr_at(step, recipe)
             idx = torch.randint(len(pixels), (recipe.batch_size,), generator=generator)
             # One caption per image, drawn among the captions that describe it.
-            match = (cap_cls[None, :] == img_cls[idx, None]) & ((cap_dom[None, :] < 0) | (cap_dom[None, :] == img_dom[idx, None]))
+            match = _describes(img_cls[idx], img_dom[idx], cap_cls, cap_dom)
             choice = torch.multinomial(match.float(), 1, generator=generator).squeeze(1)
             batch = pixels[idx]
             flip = torch.rand(len(idx), generator=generator) < 0.5
@@ -294,6 +299,7 @@ def _atomic_save(state_dict, path):
     os.close(fd)
     try:
         torch.save(state_dict, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
@@ -305,8 +311,8 @@ def ensure_tiny_clip_weights(cache_dir, recipe=DEFAULT_RECIPE, force=False, log=
     path = cached_weights_path(cache_dir, recipe)
     if osp.isfile(path) and not force:
         return path
-    log(f"No pretrained tiny CLIP at {path}: training it now ({recipe.steps} steps; about 5 minutes on "
-        "2 idle CPU cores, done once and cached).")
+    log(f"No pretrained tiny CLIP at {path}: training it now ({recipe.steps} steps: about 2 minutes on "
+        "2 idle CPU cores, longer on a busy machine; done once and cached).")
     model = pretrain_tiny_clip(recipe, log=log)
     _atomic_save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
     log(f"Saved the tiny CLIP weights to {path}")

@@ -6,4 +6,4 @@ parse_pair_args "$@"
 for SEED in $SEEDS; do
     run_train CoCoOp "$SEED"
 done
-print_table
+finish

@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# IP-CLIP (target-specified): protect SOURCE (authorized) against TARGET (unauthorized), over seeds,
+# IP-CLIP, target-specified: protect SOURCE (authorized) against TARGET (unauthorized), over seeds,
 # with the CoOp reference for the same pair and seeds (trained when missing); ends with the table.
 #   bash scripts/ipclip/main.sh [DATASET SOURCE TARGET] [SEED ...]
 #   no arguments: the synthetic benchmark with the tiny CLIP on CPU.
 source "$(dirname "$0")/../common.sh"
 parse_pair_args "$@"
-for SEED in $SEEDS; do
-    run_train CoOp "$SEED"
-    run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO target_specified
-done
-print_table
+run_ipclip target_specified
+finish

@@ -4,7 +4,6 @@
 source "$(dirname "$0")/../common.sh"
 parse_pair_args "$@"
 for SEED in $SEEDS; do
-    run_eval_only ZeroshotCLIP "$SEED" \
-        DATASET.TEST_SETS "['authorized=source','unauthorized=target','{domain}=each']"
+    run_eval_only ZeroshotCLIP "$SEED" DATASET.TEST_SETS "['authorized=source','unauthorized=target','{domain}=each']"
 done
-print_table
+finish

@@ -2,7 +2,8 @@
 from .pre_transforms import PRE_TRANSFORM_REGISTRY, ComposePIL, build_pre_transform
 from .transforms import INTERPOLATION_MODES, build_transform
 
-from . import auth_mixture, strong_style, watermark  # noqa: F401  (importing registers the scenario pre-transforms)
+# Importing the scenario pre-transforms registers them.
+from . import auth_mixture, strong_style, watermark  # noqa: F401
 
 __all__ = [
     "INTERPOLATION_MODES",

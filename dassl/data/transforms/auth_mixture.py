@@ -26,7 +26,10 @@ def check_rates(rates, key="INPUT.AUTH_MIX.RATES"):
     valid = (
         isinstance(rates, (tuple, list))
         and len(rates) == len(AUTH_MIX_CASES)
-        and all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in rates)
+        and all(
+            isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r >= 0
+            for r in rates
+        )
     )
     if not valid or not math.isclose(sum(rates), 1.0, abs_tol=1e-6):
         raise ValueError(
@@ -67,7 +70,9 @@ class auth_mixture:
             return self.strong_style(img)
         if case == 2:
             return img
-        raise ValueError(f"case must be an index into {AUTH_MIX_CASES} (0..{len(AUTH_MIX_CASES) - 1}); got {case!r}")
+        raise ValueError(
+            f"case must be an index into {AUTH_MIX_CASES} (0..{len(AUTH_MIX_CASES) - 1}); got {case!r}"
+        )
 
     def __call__(self, img):
         return self.apply_case(img, self.draw_case())

@@ -73,7 +73,8 @@ def _check_unit(value, key):
 # authorization scenarios name this pre-transform "strong_style".
 @PRE_TRANSFORM_REGISTRY.register()
 class strong_style:
-    """The augmentation configured by INPUT.STRONG_STYLE, as a PIL -> PIL callable (same size and mode)."""
+    """The augmentation configured by INPUT.STRONG_STYLE, as a PIL -> PIL callable (same size and
+    mode; a non-RGB image is augmented in RGB and converted back, so RGBA loses its transparency)."""
 
     def __init__(self, cfg):
         node = cfg.INPUT.STRONG_STYLE

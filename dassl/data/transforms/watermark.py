@@ -54,7 +54,9 @@ def check_rgb(value, key):
         or len(value) != 3
         or not all(_is_int(v) and 0 <= v <= 255 for v in value)
     ):
-        raise ValueError(f"{key} must be 3 integers in [0, 255] (R, G, B), e.g. (255, 255, 255); got {value!r}")
+        raise ValueError(
+            f"{key} must be 3 integers in [0, 255] (R, G, B), e.g. (255, 255, 255); got {value!r}"
+        )
     return tuple(int(v) for v in value)
 
 
