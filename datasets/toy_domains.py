@@ -121,6 +121,7 @@ def generate_toy_domains(dataset_root, params=ToyParams(), verbose=False):
     tmp = tempfile.mkdtemp(prefix=f".{osp.basename(dataset_root)}.tmp-", dir=parent)
     try:
         _write_tree(tmp, params)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the benchmark is meant to be shared
         try:
             os.rename(tmp, dataset_root)
         except OSError:

@@ -154,7 +154,7 @@ def test_data_order_is_fixed_by_the_training_seed(data_root):
 
 def test_worker_processes_get_the_pre_transforms(data_root, pre_transforms):
     dm = DataManager(make_cfg(data_root, ["wm=art+whiten"], NUM_WORKERS=1))
-    assert dm.train_loader_x.persistent_workers and not dm.test_loaders["wm"].persistent_workers
+    assert not dm.train_loader_x.persistent_workers and not dm.test_loaders["wm"].persistent_workers
     assert torch.all(next(iter(dm.test_loaders["wm"]))["img"] == 1.0)
 
 

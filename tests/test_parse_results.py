@@ -1,6 +1,9 @@
 """tools/parse_results.py against the committed fixture tree, with every expected number worked out by hand.
 
-Fixture (tests/fixtures/results_tree/ToyDomains/<trainer>/tiny/<src>_<tgt>/seed<N>/results.json),
+The tree has two parts: results_tree/ToyDomains (target-specified) and results_tree/scenarios (the other
+three scenarios, described above SCENARIO_FIXTURE below); FIXTURE is the first part, FULL_TREE both.
+
+Target-specified fixture (tests/fixtures/results_tree/ToyDomains/<trainer>/tiny/<src>_<tgt>/seed<N>/results.json),
 accuracies (authorized, unauthorized):
   CoOp   photo->sketch  seed1 (80, 60)  seed2 (82, 63)  seed3 (84, 66)
   CoOp   sketch->photo  seed1 (70, 50)  seed2 (74, 56)  seed3 missing (no folder)
@@ -22,7 +25,12 @@ import pytest
 from tools import parse_results as pr
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "fixtures" / "results_tree"
+FULL_TREE = REPO / "tests" / "fixtures" / "results_tree"
+FIXTURE = FULL_TREE / "ToyDomains"
+SCENARIO_FIXTURE = FULL_TREE / "scenarios"
+RESULTS_TS = "Results target_specified: accuracy (%), mean ± population std (ddof 0) over seeds"
+IP_TS = ("IP metrics target_specified: a = 'authorized' (source), u = 'unauthorized' (target) "
+         "(from seed means; formulas: --help)")
 
 # ---- hand arithmetic (population std: sqrt(sum of squared deviations / n)) -----------------------
 # CoOp photo->sketch: authorized (80+82+84)/3 = 82, deviations -2,0,2 -> sqrt(8/3)
@@ -73,9 +81,13 @@ def run_main(capsys, *argv):
     return code, out, err
 
 
-def write_run(root, trainer, cfg, src, tgt, seed, final, scenario="", finished=True, dataset="ToyDomains"):
-    """A minimal results.json of the design.md schema; final = {set name: accuracy}."""
-    folder = Path(root) / dataset / trainer / cfg / f"{src}_{tgt}" / f"seed{seed}"
+def write_run(root, trainer, cfg, src, tgt, seed, final, scenario="", finished=True, dataset="ToyDomains",
+              pair_folder=None):
+    """A minimal results.json of the design.md schema; final = {set name: accuracy}.
+
+    The pair folder is <src>_<tgt> as the scripts name it (pair_folder: another name, e.g. a_ownership).
+    """
+    folder = Path(root) / dataset / trainer / cfg / (pair_folder or f"{src}_{tgt}") / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     data = {
         "format": 1, "finished": finished, "eval_only": False,
@@ -196,17 +208,36 @@ def test_metric_formulas_and_ownership():
 
 def test_which_sets_are_authorized_and_unauthorized():
     rule = pr.authorized_and_unauthorized
-    assert rule(["authorized", "unauthorized", "extra"]) == ("authorized", ("unauthorized",))
-    assert rule(["art", "authorized", "clipart", "product"]) == ("authorized", ("art", "clipart", "product"))
+    # target-specified (also runs without a scenario): 'unauthorized', else every other set
+    assert rule(["authorized", "unauthorized", "extra"]) == (("authorized",), ("unauthorized",))
+    assert rule(["authorized", "unauthorized"], "target_specified", ["art"]) == (("authorized",), ("unauthorized",))
+    assert rule(["art", "authorized", "clipart", "product"]) == (("authorized",), ("art", "clipart", "product"))
     assert rule(["test"]) is None
     assert rule(["authorized"]) is None
+    # target-free: the per-domain sets except the source domain(s)
+    sets = ["authorized", "art", "clipart", "product", "real_world"]
+    assert rule(sets, "target_free", ["art"]) == (("authorized",), ("clipart", "product", "real_world"))
+    assert rule(sets, "target_free", ["art", "product"]) == (("authorized",), ("clipart", "real_world"))
+    assert rule(["authorized", "art"], "target_free", ["art"]) is None  # nothing but the source
+    # ownership: clean vs watermarked source; both must exist
+    assert rule(["authorized", "unauthorized"], "ownership", ["art"]) == (("authorized",), ("unauthorized",))
+    assert rule(["authorized", "art", "clipart"], "ownership", ["art"]) is None
+    # authorization: the watermarked source set vs every other set
+    sets = ["art", "clipart", "art_wm", "clipart_wm"]
+    roles = rule(sets, "authorization", ["clipart"])
+    assert roles.authorized == ("clipart_wm",) and roles.unauthorized == ("art", "clipart", "art_wm")
+    assert rule(sets, "authorization", ["product"]) is None  # no product_wm set
+    assert rule(["authorized", "unauthorized"], "authorization", ["art"]) is None
 
 
 def test_several_unauthorized_sets_are_averaged(tmp_path):
+    # target-free runs train on the source alone (target = source); the reference lives in the same
+    # <source>_target_free folder and is tested on the same sets
     for seed in (1, 2):
-        write_run(tmp_path, "CoOp", "c", "a", "b", seed, {"authorized": 90.0, "dom_b": 70.0, "dom_c": 50.0})
-        write_run(tmp_path, "IPCLIP", "c", "a", "b", seed, {"authorized": 88.0, "dom_b": 10.0, "dom_c": 20.0},
-                  scenario="target_free")
+        write_run(tmp_path, "CoOp", "c", "a", "a", seed,
+                  {"authorized": 90.0, "a": 90.0, "b": 70.0, "c": 50.0}, pair_folder="a_target_free")
+        write_run(tmp_path, "IPCLIP", "c", "a", "a", seed, {"authorized": 88.0, "a": 88.0, "b": 10.0, "c": 20.0},
+                  scenario="target_free", pair_folder="a_target_free")
     summaries, _ = pr.aggregate(pr.group_runs(pr.load_runs(tmp_path)))
     rows, _ = pr.ip_rows(summaries)
     assert len(rows) == 1
@@ -218,12 +249,14 @@ def test_several_unauthorized_sets_are_averaged(tmp_path):
 
 
 def test_ownership_column_through_the_cli(tmp_path, capsys):
-    write_run(tmp_path, "CoOp", "c", "a", "a", 1, {"authorized": 90.0, "unauthorized": 80.0})
+    write_run(tmp_path, "CoOp", "c", "a", "a", 1, {"authorized": 90.0, "unauthorized": 80.0},
+              pair_folder="a_ownership")
     write_run(tmp_path, "IPCLIP", "c", "a", "a", 1, {"authorized": 88.0, "unauthorized": 8.0},
-              scenario="ownership")
+              scenario="ownership", pair_folder="a_ownership")
     code, out, _ = run_main(capsys, tmp_path, "--format", "csv")
     assert code == 0
-    row = csv_sections(out)["IP metrics (from seed means; formulas: --help)"][0]
+    sections = csv_sections(out)
+    row = sections[next(t for t in sections if t.startswith("IP metrics ownership"))][0]
     assert float(row["O_u-a"]) == pytest.approx(0.80 * (88 - 8))  # 64.00
 
 
@@ -273,7 +306,7 @@ def test_csv_output_has_every_number(capsys):
     assert code == 0
     sections = csv_sections(out)
     results = {(r["trainer"], r["pair"]): r for r in
-               sections["Results: accuracy (%), mean ± population std (ddof 0) over seeds"]}
+               sections[RESULTS_TS]}
     want = {("CoOp", "photo -> sketch"): (COOP_PS_A, COOP_PS_U, "3"),
             ("CoOp", "sketch -> photo"): (COOP_SP_A, COOP_SP_U, "2/3"),
             ("IPCLIP", "photo -> sketch"): (IP_PS_A, IP_PS_U, "3"),
@@ -286,7 +319,7 @@ def test_csv_output_has_every_number(capsys):
         assert float(row["authorized_std"]) == pytest.approx(a[1], abs=0.005)
         assert float(row["unauthorized_mean"]) == pytest.approx(u[0], abs=0.005)
         assert float(row["unauthorized_std"]) == pytest.approx(u[1], abs=0.005)
-    ip = sections["IP metrics (from seed means; formulas: --help)"]
+    ip = sections[IP_TS]
     headers = {"a_sl": "A_a^SL", "u_sl": "A_u^SL", "a_ip": "A_a^IP", "u_ip": "A_u^IP",
                "drop_a": "Drop_a", "drop_u": "Drop_u", "w": "W_u-a", "d": "D_u-a"}
     assert "O_u-a" not in ip[0]  # no ownership run
@@ -324,7 +357,7 @@ def test_other_metric(capsys):
     assert code == 0
     sections = csv_sections(out)
     rows = {(r["trainer"], r["pair"]): r for r in
-            sections["Results: macro_f1 (%), mean ± population std (ddof 0) over seeds"]}
+            sections[RESULTS_TS.replace("accuracy", "macro_f1")]}
     # macro_f1 = accuracy - 1 in the fixture: CoOp photo->sketch (79+81+83)/3 = 81
     assert float(rows[("CoOp", "photo -> sketch")]["authorized_mean"]) == pytest.approx(81.0)
     assert "defined on accuracy" in out
@@ -455,3 +488,255 @@ def test_help_and_script_entry_point():
     for text in ("W_{u-a} = (A_a^IP / 100) x (Drop_u - Drop_a)", "D_{u-a}", "O_{u-a}", "AoD-IP",
                  "ddof 0", "seed MEANS", "--from-logs", "--expected-seeds", "--reference-config"):
         assert text in proc.stdout
+
+
+# ---- the other scenarios ------------------------------------------------------------------------------
+# SCENARIO_FIXTURE = results_tree/scenarios/ToyDomains/<trainer>/tiny/photo_<scenario>/seed<N>/results.json,
+# source photo (target = source), seeds 1 and 2, every run finished; CoOp records no scenario and is
+# placed by its pair folder. Accuracies:
+#   target_free, sets authorized (photo test split), photo, clipart, sketch, painting:
+#     CoOp   seed1 90 90 70 60 50    seed2 92 92 74 62 56
+#     IPCLIP seed1 88 88 10  6  8    seed2 86 86 14  4 12   (seed1 also has 3 epochs, tests at epochs 1-2)
+#   ownership, sets authorized (clean), unauthorized (watermarked):
+#     CoOp   seed1 90 84    seed2 94 88
+#     IPCLIP seed1 91  3    seed2 89  7
+#   authorization (no CoOp reference), sets photo clipart sketch painting photo_wm clipart_wm sketch_wm
+#   painting_wm:
+#     IPCLIP seed1 10 8 6 8 84 12 4 9    seed2 14 12 8 10 88 8 6 11
+
+# target_free seed means: CoOp authorized (90+92)/2 = 91; clipart (70+74)/2 = 72, sketch 61, painting 53
+#   -> A_u^SL = (72+61+53)/3 = 186/3 = 62 (the photo set is the source domain: not part of u;
+#      with it u would be (91+72+61+53)/4 = 69.25)
+#   IPCLIP authorized (88+86)/2 = 87; clipart 12, sketch 5, painting 10 -> A_u^IP = 27/3 = 9
+#   Drop_a = 91-87 = 4; Drop_u = 62-9 = 53; W = 0.87 x (53-4) = 42.63; D = 0.87 x (87-9) = 67.86
+TF = {"a_sl": 91.0, "u_sl": 62.0, "a_ip": 87.0, "u_ip": 9.0, "drop_a": 4.0, "drop_u": 53.0,
+      "w": 42.63, "d": 67.86}
+# ownership: CoOp (90+94)/2 = 92, (84+88)/2 = 86; IPCLIP (91+89)/2 = 90, (3+7)/2 = 5
+#   Drop_a = 2; Drop_u = 81; O = (86/100) x (90-5) = 0.86 x 85 = 73.10
+OWN = {"a_sl": 92.0, "u_sl": 86.0, "a_ip": 90.0, "u_ip": 5.0, "drop_a": 2.0, "drop_u": 81.0, "o": 73.1}
+# authorization: a = photo_wm (84+88)/2 = 86; u = mean of photo 12, clipart 10, sketch 7, painting 9,
+#   clipart_wm 10, sketch_wm 5, painting_wm 10 = 63/7 = 9; D = 0.86 x (86-9) = 66.22; no reference
+AUTH = {"a_sl": None, "u_sl": None, "a_ip": 86.0, "u_ip": 9.0, "drop_a": None, "drop_u": None, "d": 66.22}
+
+
+def scenario_rows(root=SCENARIO_FIXTURE):
+    summaries, _ = pr.aggregate(pr.group_runs(pr.load_runs(root)))
+    rows, issues = pr.ip_rows(summaries)
+    return {r.scenario: r for r in rows}, issues, summaries
+
+
+def test_scenario_groups_are_told_apart_by_pair_folder():
+    _, _, summaries = scenario_rows()
+    where = {(s.key.trainer, s.key.table_scenario): s for s in summaries}
+    assert set(where) == {("CoOp", "target_free"), ("CoOp", "ownership"), ("IPCLIP", "target_free"),
+                          ("IPCLIP", "ownership"), ("IPCLIP", "authorization")}
+    coop = where[("CoOp", "ownership")].key
+    assert coop.scenario == "" and coop.folder_scenario == "ownership" and coop.pair == "photo"
+    assert "ownership reference" in coop.label()
+    assert where[("IPCLIP", "ownership")].key.folder_scenario == ""  # recorded scenario wins
+    # every group complete: the CoOp references of two scenarios are two experiments, not one with gaps
+    assert all(s.complete and s.seeds == (1, 2) for s in summaries)
+    # per-set seed means and population std: CoOp target_free painting (50+56)/2 = 53, std 3
+    painting = where[("CoOp", "target_free")].sets["painting"]
+    assert (painting.mean, painting.std, painting.n) == pytest.approx((53.0, 3.0, 2))
+    assert pr.folder_scenario(Path("out/ToyDomains/CoOp/c/real_world_target_free/seed3/results.json")) \
+        == "target_free"
+    assert pr.folder_scenario(Path("out/ToyDomains/CoOp/c/photo_sketch/seed3/results.json")) == ""
+
+
+@pytest.mark.parametrize("scenario, want", [("target_free", TF), ("ownership", OWN), ("authorization", AUTH)])
+def test_scenario_metrics_against_hand_values(scenario, want):
+    rows, _, _ = scenario_rows()
+    row = rows[scenario]
+    for col, value in want.items():
+        if value is None:
+            assert row.values[col] is None, col
+        else:
+            assert row.values[col] == pytest.approx(value), col
+    assert row.pair == "photo" and row.dataset_mean and not row.is_average
+
+
+def test_metrics_each_scenario_does_not_define():
+    rows, _, _ = scenario_rows()
+    assert rows["target_free"].values["o"] is None
+    assert rows["ownership"].values["o"] is not None
+    assert rows["authorization"].values["w"] is None and rows["authorization"].values["o"] is None
+
+
+def test_authorization_needs_no_reference():
+    rows, issues, _ = scenario_rows()
+    auth = rows["authorization"]
+    assert auth.reference == "-" and auth.seeds_sl == "-"
+    assert auth.complete  # D is complete without a reference
+    assert [i.problem for i in issues] == ["no CoOp reference for this pair: Drop (D needs none) left blank"]
+    assert rows["ownership"].complete and rows["target_free"].complete
+
+
+def test_ownership_without_its_watermarked_reference_leaves_o_blank(tmp_path):
+    # the CoOp reference was tested on the clean set only: O needs A_u^SL on the watermarked set
+    write_run(tmp_path, "CoOp", "c", "a", "a", 1, {"authorized": 90.0}, pair_folder="a_ownership")
+    write_run(tmp_path, "IPCLIP", "c", "a", "a", 1, {"authorized": 88.0, "unauthorized": 8.0},
+              scenario="ownership", pair_folder="a_ownership")
+    summaries, _ = pr.aggregate(pr.group_runs(pr.load_runs(tmp_path)))
+    rows, issues = pr.ip_rows(summaries)
+    assert rows[0].values["o"] is None and not rows[0].complete
+    assert any("lacks test set(s) ['unauthorized']" in i.problem and "Drop/O" in i.problem for i in issues)
+
+
+def test_references_of_other_scenarios_are_not_taken(tmp_path):
+    # an ownership CoOp reference must not serve the target-free IP-CLIP run of the same source
+    write_run(tmp_path, "CoOp", "c", "a", "a", 1, {"authorized": 90.0, "unauthorized": 80.0},
+              pair_folder="a_ownership")
+    write_run(tmp_path, "IPCLIP", "c", "a", "a", 1, {"authorized": 88.0, "a": 88.0, "b": 10.0},
+              scenario="target_free", pair_folder="a_target_free")
+    summaries, _ = pr.aggregate(pr.group_runs(pr.load_runs(tmp_path)))
+    rows, issues = pr.ip_rows(summaries)
+    assert rows[0].reference == "-" and rows[0].values["w"] is None
+    assert rows[0].values["d"] == pytest.approx(0.88 * (88 - 10))
+    assert any("no CoOp reference" in i.problem for i in issues)
+
+
+def test_role_stats_give_error_bars_over_seeds():
+    _, _, summaries = scenario_rows()
+    ip = next(s for s in summaries if s.key.trainer == "IPCLIP" and s.key.table_scenario == "target_free")
+    # u per seed: seed1 (10+6+8)/3 = 8, seed2 (14+4+12)/3 = 10 -> mean 9, population std 1
+    u = pr.role_stats(ip, ("clipart", "sketch", "painting"))
+    assert (u.mean, u.std, u.n) == pytest.approx((9.0, 1.0, 2))
+    a = pr.role_stats(ip, ("authorized",))  # (88+86)/2 = 87, std 1
+    assert (a.mean, a.std) == pytest.approx((87.0, 1.0))
+    assert pr.role_stats(ip, ("no_such_set",)) is None
+
+
+def test_unknown_scenario_is_a_clear_error(tmp_path, capsys):
+    write_run(tmp_path, "IPCLIP", "c", "a", "a", 1, {"authorized": 88.0}, scenario="ownershp")
+    code, _, err = run_main(capsys, tmp_path)
+    assert code == 1 and "ownershp" in err and "target_free" in err and "seed1/results.json" in err
+
+
+def test_one_table_per_scenario(capsys):
+    code, out, _ = run_main(capsys, FULL_TREE, "--format", "csv")
+    assert code == 0
+    titles = list(csv_sections(out))
+    scenarios = ["target_specified", "target_free", "ownership", "authorization"]
+    assert [t.split(":")[0] for t in titles] == [
+        part for s in scenarios for part in (f"Results {s}", f"IP metrics {s}")] + ["Incomplete"]
+    sections = csv_sections(out)
+    results = {s: sections[next(t for t in titles if t.startswith(f"Results {s}:"))] for s in scenarios}
+    ip = {s: sections[next(t for t in titles if t.startswith(f"IP metrics {s}:"))] for s in scenarios}
+    # each results table has the columns of its own test sets only
+    assert list(results["ownership"][0])[6:] == ["authorized_mean", "authorized_std",
+                                                 "unauthorized_mean", "unauthorized_std"]
+    assert "photo_wm_mean" in results["authorization"][0] and "photo_wm_mean" not in results["target_free"][0]
+    assert [(r["trainer"], r["scenario"], r["pair"]) for r in results["target_free"]] == [
+        ("CoOp", "-", "photo"), ("IPCLIP", "target_free", "photo")]
+    tf = {r["trainer"]: r for r in results["target_free"]}
+    # IPCLIP target_free clipart (10+14)/2 = 12, deviations -2, 2 -> std 2
+    assert float(tf["IPCLIP"]["clipart_mean"]) == pytest.approx(12.0)
+    assert float(tf["IPCLIP"]["clipart_std"]) == pytest.approx(2.0)
+    # the headline metric of each scenario, and no other scenario's metric
+    headers = {s: list(rows[0]) for s, rows in ip.items()}
+    assert headers["target_specified"][-2:] == ["W_u-a", "D_u-a"] and headers["target_free"][-2:] == ["W_u-a", "D_u-a"]
+    assert headers["ownership"][-1] == "O_u-a" and "W_u-a" not in headers["ownership"]
+    assert headers["authorization"][-1] == "D_u-a" and "W_u-a" not in headers["authorization"]
+    for scenario, want, col in (("target_free", TF, "W_u-a"), ("ownership", OWN, "O_u-a"),
+                                ("authorization", AUTH, "D_u-a")):
+        (row,) = ip[scenario]
+        assert float(row[col]) == pytest.approx(want[{"W_u-a": "w", "O_u-a": "o", "D_u-a": "d"}[col]], abs=0.005)
+        assert float(row["A_u^IP"]) == pytest.approx(want["u_ip"], abs=0.005)
+    assert ip["authorization"][0]["A_a^SL"] == "-" and ip["authorization"][0]["Drop_u"] == "-"
+    assert ip["target_specified"][2]["pair"] == "average (2 pairs)"
+    assert float(ip["target_specified"][2]["W_u-a"]) == pytest.approx(AVG["w"], abs=0.005)
+
+
+def test_latex_titles_are_escaped(capsys):
+    code, out, _ = run_main(capsys, SCENARIO_FIXTURE, "--format", "latex")
+    assert code == 0
+    assert out.count(r"\begin{tabular}") == 7  # 3 scenarios x (results, IP metrics) + incomplete
+    assert r"% IP metrics target\_free" in out and r"'<source>\_wm'" in out
+    assert "_free" not in out.replace(r"\_free", "")
+
+
+# ---- --compare-paper -----------------------------------------------------------------------------------
+
+
+def test_compare_paper_columns(tmp_path, capsys):
+    # Office31 target-specified, two pairs: our W per pair and their average beside the published 74.84
+    for src, tgt, (a_sl, u_sl, a_ip, u_ip) in (("amazon", "webcam", (90, 70, 88, 10)),
+                                               ("webcam", "amazon", (80, 60, 78, 20))):
+        write_run(tmp_path, "CoOp", "c", src, tgt, 1, {"authorized": a_sl, "unauthorized": u_sl}, dataset="Office31")
+        write_run(tmp_path, "IPCLIP", "c", src, tgt, 1, {"authorized": a_ip, "unauthorized": u_ip},
+                  scenario="target_specified", dataset="Office31")
+    # ownership on OfficeHome and ToyDomains; authorization (no reference) on miniDomainNet; target-free on Office31
+    for dataset in ("OfficeHome", "ToyDomains"):
+        write_run(tmp_path, "CoOp", "c", "art", "art", 1, {"authorized": 90, "unauthorized": 80}, dataset=dataset,
+                  pair_folder="art_ownership")
+        write_run(tmp_path, "IPCLIP", "c", "art", "art", 1, {"authorized": 90, "unauthorized": 10}, dataset=dataset,
+                  scenario="ownership", pair_folder="art_ownership")
+    write_run(tmp_path, "IPCLIP", "c", "clipart", "clipart", 1, {"clipart": 10, "clipart_wm": 80, "real": 20},
+              scenario="authorization", dataset="miniDomainNet", pair_folder="clipart_authorization")
+    write_run(tmp_path, "IPCLIP", "c", "amazon", "amazon", 1, {"authorized": 80, "amazon": 80, "dslr": 10},
+              scenario="target_free", dataset="Office31", pair_folder="amazon_target_free")
+
+    code, out, _ = run_main(capsys, tmp_path, "--format", "csv", "--compare-paper")
+    assert code == 0
+    sections = csv_sections(out)
+    ip = {t.split(":")[0].split()[-1]: rows for t, rows in sections.items() if t.startswith("IP metrics")}
+    ts = ip["target_specified"]
+    assert [r["pair"] for r in ts] == ["amazon -> webcam", "webcam -> amazon", "average (2 pairs)"]
+    # amazon->webcam W = 0.88 x ((70-10) - (90-88)) = 51.04; webcam->amazon W = 0.78 x (40 - 2) = 29.64
+    assert float(ts[0]["W_u-a"]) == pytest.approx(51.04) and float(ts[1]["W_u-a"]) == pytest.approx(29.64)
+    assert float(ts[2]["W_u-a"]) == pytest.approx((51.04 + 29.64) / 2)
+    # the published mean stands beside the dataset's mean only, not beside single pairs
+    assert [r["paper W_u-a"] for r in ts] == ["-", "-", "74.84"]
+    assert ts[2]["paper note"] == "ViT-B/16, their splits"
+    own = {r["dataset"]: r for r in ip["ownership"]}
+    # a lone pair stands for its dataset; the ownership value has no stated dataset; ToyDomains has none
+    assert own["OfficeHome"]["paper O_u-a"] == "71.30" and own["OfficeHome"]["paper note"] == "dataset not stated"
+    assert own["ToyDomains"]["paper O_u-a"] == "-" and own["ToyDomains"]["paper note"] == "-"
+    # O = 0.80 x (90 - 10) = 64
+    assert float(own["OfficeHome"]["O_u-a"]) == pytest.approx(64.0)
+    (auth,) = ip["authorization"]
+    assert auth["paper D_u-a"] == "48.39"  # miniDomainNet
+    # D = 0.80 x (80 - (10+20)/2) = 0.8 x 65 = 52
+    assert float(auth["D_u-a"]) == pytest.approx(52.0)
+    (tf,) = ip["target_free"]
+    assert tf["paper W_u-a"] == "53.46" and tf["paper note"] == "dataset not stated"
+    # without the flag: no paper columns
+    _, out, _ = run_main(capsys, tmp_path, "--format", "csv")
+    assert "paper" not in out
+
+
+def test_published_mean_table():
+    assert pr.published_mean("OfficeHome", "target_specified") == (55.10, "ViT-B/16, their splits")
+    assert pr.published_mean("miniDomainNet", "target_specified") == (54.68, "ViT-B/16, their splits")
+    assert pr.published_mean("Office31", "authorization") == (58.78, "ViT-B/16, their splits")
+    assert pr.published_mean("OfficeHome", "authorization") == (53.89, "ViT-B/16, their splits")
+    assert pr.published_mean("Office31", "ownership") == (71.3, "dataset not stated")
+    assert pr.published_mean("miniDomainNet", "target_free") == (53.46, "dataset not stated")
+    assert pr.published_mean("ToyDomains", "target_specified") is None
+    assert pr.published_mean("VisDA17", "ownership") is None
+
+
+def test_help_states_each_formula_its_source_and_the_roles():
+    text = pr.build_parser().format_help()
+    lines = text.splitlines()
+
+    def line_after(start):
+        i = next(i for i, line in enumerate(lines) if line.strip().startswith(start))
+        return lines[i], lines[i + 1]
+
+    w, w_source = line_after("W_{u-a} =")
+    assert "(A_a^IP / 100) x (Drop_u - Drop_a)" in w and "target_specified, target_free" in w
+    assert "IP-CLIP paper (CVPR 2025)" in w_source
+    d, d_source = line_after("D_{u-a} =")
+    assert "(A_a^IP / 100) x (A_a^IP - A_u^IP)" in d and "authorization" in d and "needs no reference" in d
+    assert "IP-CLIP paper (CVPR 2025)" in d_source
+    o, _ = line_after("O_{u-a} =")
+    assert "(A_u^SL / 100) x (A_a^IP - A_u^IP)" in o and "ownership" in o
+    o_block = text[text.index("O_{u-a} ="):text.index("Roles of the test sets")]
+    assert "AoD-IP (CVPR 2026)" in o_block and "SECONDARY source" in o_block
+    for start, want in (("target_specified", "u = 'unauthorized'"), ("target_free", "except the source"),
+                        ("ownership", "(watermarked)"), ("authorization", "a = '<source>_wm'")):
+        assert want in line_after(start + " ")[0]
+    for value in ("74.84", "55.10", "54.68", "58.78", "53.89", "48.39", "71.3", "53.46", "--compare-paper"):
+        assert value in text

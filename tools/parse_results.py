@@ -46,7 +46,7 @@ ROLE_TEXT = {
     OWNERSHIP: "a = 'authorized' (clean source), u = 'unauthorized' (watermarked source)",
     AUTHORIZATION: "a = '<source>_wm' (licence key), u = mean over every other set",
 }
-# The metric each scenario is judged by (shown last in its table, beside the published value).
+# The metric each scenario is judged by (what --compare-paper sets the published value beside).
 HEADLINE_METRIC = {TARGET_SPECIFIED: "w", TARGET_FREE: "w", OWNERSHIP: "o", AUTHORIZATION: "d"}
 
 # Published means (ViT-B/16, the authors' splits), by (scenario, dataset); ANY_DATASET where the source
@@ -85,9 +85,11 @@ The scenario of a run is run.scenario; CoOp references record none and take the 
 pair folder (<source>_target_free, <source>_ownership, <source>_authorization), else target_specified.
 Each scenario gets its own results table and IP-metrics table.
 The metrics are computed from the seed MEANS of each group (not per seed and then averaged); the
-per-dataset 'average' row is the mean of the per-pair rows, shown only when every pair has a value.
+per-dataset 'average' row (datasets with two or more pairs) is the mean of the per-pair rows; its cell
+is '-' unless every pair has a value.
 Std is the population standard deviation over seeds (ddof 0, as upstream Dassl's parse_test_res.py).
---compare-paper adds the published means (ViT-B/16, the authors' splits) beside each dataset's mean:
+--compare-paper adds the published means (ViT-B/16, the authors' splits) beside each dataset's mean
+(the average row, or the pair row of a dataset with one pair):
   W_{u-a} target_specified  Office31 74.84, OfficeHome 55.10, miniDomainNet 54.68
   D_{u-a} authorization     Office31 58.78, OfficeHome 53.89, miniDomainNet 48.39
   O_{u-a} ownership         71.3  (dataset not stated; shown for each of the three datasets)
@@ -543,20 +545,38 @@ def aggregate(
 # IP metrics
 
 
-def authorized_and_unauthorized(set_names) -> tuple[str, tuple[str, ...]] | None:
-    """Which test sets are "a" and "u" for the IP metrics.
+class Roles(NamedTuple):
+    """The test sets averaged into "a" and into "u" for the IP metrics."""
 
-    a is the set named 'authorized'. u is the set named 'unauthorized' when it exists, else every set
-    other than the authorized one (their mean is used: e.g. per-domain sets in target-free). None when
-    there is no authorized set or nothing else. Later scenarios may refine this rule here.
+    authorized: tuple[str, ...]
+    unauthorized: tuple[str, ...]
+
+
+def authorized_and_unauthorized(set_names, scenario: str = "", source_domains=()) -> Roles | None:
+    """Which test sets are "a" and "u" in a scenario (docs/design.md, "Roles of the test sets").
+
+    target_specified (and '', runs that record no scenario): a = 'authorized'; u = 'unauthorized', or
+        every other set when there is none.
+    target_free: a = 'authorized'; u = the per-domain sets, except those of the source domain(s).
+    ownership: a = 'authorized' (clean source); u = 'unauthorized' (watermarked source).
+    authorization: a = '<source>_wm' (the watermark is the licence key); u = every other set.
+    None when a set that a role needs is missing or u would be empty. CoOp references are read with
+    the roles of the IP-CLIP group they serve (the same set names).
     """
     names = list(set_names)
-    if AUTHORIZED_SET not in names:
+    if scenario == AUTHORIZATION:
+        a = tuple(f"{domain}{WATERMARKED_SUFFIX}" for domain in source_domains)
+        u = tuple(n for n in names if n not in a)
+    else:
+        a = (AUTHORIZED_SET,)
+        if scenario == OWNERSHIP or (scenario != TARGET_FREE and UNAUTHORIZED_SET in names):
+            u = (UNAUTHORIZED_SET,)
+        else:
+            not_u = {AUTHORIZED_SET, *source_domains} if scenario == TARGET_FREE else {AUTHORIZED_SET}
+            u = tuple(n for n in names if n not in not_u)
+    if not a or not u or not all(n in names for n in a + u):
         return None
-    if UNAUTHORIZED_SET in names:
-        return AUTHORIZED_SET, (UNAUTHORIZED_SET,)
-    others = tuple(n for n in names if n != AUTHORIZED_SET)
-    return (AUTHORIZED_SET, others) if others else None
+    return Roles(a, u)
 
 
 def drop(a_sl: float, a_ip: float) -> float:
@@ -590,11 +610,17 @@ def ip_metrics(a_ip: float, u_ip: float, a_sl: float | None = None, u_sl: float 
         "drop_u": drop_u,
         "w": w_u_a(a_ip, drop_a, drop_u) if has_ref else None,
         "d": d_u_a(a_ip, u_ip),
-        "o": o_u_a(u_sl, a_ip, u_ip) if has_ref and scenario == "ownership" else None,
+        "o": o_u_a(u_sl, a_ip, u_ip) if has_ref and scenario == OWNERSHIP else None,
     }
 
 
 IP_COLUMNS = ("a_sl", "u_sl", "a_ip", "u_ip", "drop_a", "drop_u", "w", "d", "o")
+# Metric columns each scenario's table shows after the accuracies and drops, the headline first.
+SCENARIO_METRICS = {TARGET_SPECIFIED: ("w", "d"), TARGET_FREE: ("w", "d"), OWNERSHIP: ("o",),
+                    AUTHORIZATION: ("d",)}
+# What a missing reference leaves blank, per scenario.
+NEEDS_REFERENCE = {TARGET_SPECIFIED: "Drop/W", TARGET_FREE: "Drop/W", OWNERSHIP: "Drop/O",
+                   AUTHORIZATION: "Drop (D needs none)"}
 
 
 @dataclass
@@ -609,18 +635,19 @@ class IPRow:
     values: dict[str, float | None]
     complete: bool
     is_average: bool = False
+    dataset_mean: bool = False  # the row that stands for its dataset: the average, or a lone pair
 
 
 def pick_reference(ip: GroupSummary, references: list[GroupSummary], reference_config: str | None):
-    """The reference group of the same dataset and pair, and all candidates that were considered.
+    """The reference group of the same dataset, pair and scenario, and all candidates considered.
 
     Several reference configs need a rule: --reference-config, else the one named like the IP-CLIP
     config, else an error. Runs of the IP group's kind (trained vs eval-only) are preferred.
     """
+    place = (ip.key.dataset, ip.key.source_domains, ip.key.target_domains, ip.key.table_scenario)
     candidates = [
         r for r in references
-        if (r.key.dataset, r.key.source_domains, r.key.target_domains)
-        == (ip.key.dataset, ip.key.source_domains, ip.key.target_domains)
+        if (r.key.dataset, r.key.source_domains, r.key.target_domains, r.key.table_scenario) == place
     ]
     candidates = [r for r in candidates if r.key.eval_only == ip.key.eval_only] or candidates
     if reference_config is not None:
@@ -637,52 +664,98 @@ def pick_reference(ip: GroupSummary, references: list[GroupSummary], reference_c
     )
 
 
+@dataclass
+class Pairing:
+    """An IP-CLIP group, its reference (None: there is none), the roles of their sets, and problems."""
+
+    ip: GroupSummary
+    reference: GroupSummary | None
+    roles: Roles | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def scenario(self) -> str:
+        return self.ip.key.table_scenario
+
+
+def pair_with_references(summaries: list[GroupSummary], ip_trainer: str = IP_TRAINER,
+                         reference_trainer: str = REFERENCE_TRAINER,
+                         reference_config: str | None = None) -> list[Pairing]:
+    """Every IP-CLIP group with at least one finished seed, set against its reference."""
+    ips = [s for s in summaries if s.key.trainer.lower() == ip_trainer.lower() and s.seeds]
+    refs = [s for s in summaries if s.key.trainer.lower() == reference_trainer.lower() and s.seeds]
+    pairings = []
+    for ip in ips:
+        scenario = ip.key.table_scenario
+        roles = authorized_and_unauthorized(ip.sets, scenario, ip.key.source_domains)
+        ref, candidates = pick_reference(ip, refs, reference_config)
+        pairing = Pairing(ip, ref, roles)
+        if roles is None:
+            pairing.notes.append(f"no IP metrics: test sets {list(ip.sets)} lack what the {scenario} "
+                                 f"scenario needs ({ROLE_TEXT[scenario]})")
+        if ref is None:
+            names = ", ".join(sorted(c.key.config_label for c in candidates))
+            have = f"; available: {names}" if candidates else ""
+            wanted = f" with config '{reference_config}'" if reference_config is not None else ""
+            pairing.notes.append(f"no {reference_trainer} reference{wanted} for this pair{have}: "
+                                 f"{NEEDS_REFERENCE[scenario]} left blank")
+        else:
+            lacking = [n for n in (roles.authorized + roles.unauthorized if roles else ()) if n not in ref.sets]
+            if lacking:
+                pairing.notes.append(f"reference {ref.key.label()} lacks test set(s) {lacking}: "
+                                     f"{NEEDS_REFERENCE[scenario]} left blank")
+            if set(ref.seeds) != set(ip.seeds):
+                pairing.notes.append(f"reference seeds {list(ref.seeds)} differ from IP seeds {list(ip.seeds)}")
+        pairings.append(pairing)
+    return pairings
+
+
 def _mean_of(summary: GroupSummary, names) -> float | None:
     if not all(n in summary.sets for n in names):
         return None
     return math.fsum(summary.sets[n].mean for n in names) / len(names)
 
 
+def role_stats(summary: GroupSummary, names) -> SetStats | None:
+    """Mean and population std over seeds of the per-seed mean of several sets (for error bars).
+
+    Only seeds that have every set count; None when none has. With one set this is that set's stats.
+    """
+    seeds = [seed for seed in summary.seeds if all(seed in summary.per_seed.get(n, {}) for n in names)]
+    if not names or not seeds:
+        return None
+    per_seed = [math.fsum(summary.per_seed[n][seed] for n in names) / len(names) for seed in seeds]
+    return SetStats(*mean_std(per_seed), len(seeds))
+
+
 def ip_rows(summaries: list[GroupSummary], ip_trainer: str = IP_TRAINER,
             reference_trainer: str = REFERENCE_TRAINER,
             reference_config: str | None = None) -> tuple[list[IPRow], list[Issue]]:
     """One row per IP-CLIP group (pair) and one average row per dataset/config/scenario."""
-    ips = [s for s in summaries if s.key.trainer.lower() == ip_trainer.lower() and s.seeds]
-    refs = [s for s in summaries if s.key.trainer.lower() == reference_trainer.lower() and s.seeds]
     rows, issues = [], []
-    for ip in ips:
-
-        def note(problem):
-            issues.append(Issue(ip.key.label(), "", problem))
-
-        split = authorized_and_unauthorized(ip.sets)
-        if split is None:
-            note(f"no IP metrics: test sets {list(ip.sets)} lack '{AUTHORIZED_SET}' or any other set")
+    for pairing in pair_with_references(summaries, ip_trainer, reference_trainer, reference_config):
+        ip, ref, scenario = pairing.ip, pairing.reference, pairing.scenario
+        issues += [Issue(ip.key.label(), "", note) for note in pairing.notes]
+        if pairing.roles is None:
             continue
-        a_name, u_names = split
-        ref, candidates = pick_reference(ip, refs, reference_config)
+        a_names, u_names = pairing.roles
         a_sl = u_sl = None
-        if ref is None:
-            names = ", ".join(sorted(c.key.config_label for c in candidates))
-            have = f"; available: {names}" if candidates else ""
-            wanted = f" with config '{reference_config}'" if reference_config is not None else ""
-            note(f"no {reference_trainer} reference{wanted} for this pair{have}: Drop/W/O left blank")
-        else:
-            a_sl, u_sl = _mean_of(ref, [a_name]), _mean_of(ref, u_names)
+        if ref is not None:
+            a_sl, u_sl = _mean_of(ref, a_names), _mean_of(ref, u_names)
             if a_sl is None or u_sl is None:
-                lacking = [n for n in (a_name, *u_names) if n not in ref.sets]
-                note(f"reference {ref.key.label()} lacks test set(s) {lacking}: Drop/W/O left blank")
                 a_sl = u_sl = None
-            if set(ref.seeds) != set(ip.seeds):
-                note(f"reference seeds {list(ref.seeds)} differ from IP seeds {list(ip.seeds)}")
-        a_ip, u_ip = _mean_of(ip, [a_name]), _mean_of(ip, u_names)
+        a_ip, u_ip = _mean_of(ip, a_names), _mean_of(ip, u_names)
         values = {"a_sl": a_sl, "u_sl": u_sl, "a_ip": a_ip, "u_ip": u_ip,
-                  **ip_metrics(a_ip, u_ip, a_sl, u_sl, ip.key.scenario)}
-        complete = ip.complete and ref is not None and ref.complete and set(ref.seeds) == set(ip.seeds)
+                  **ip_metrics(a_ip, u_ip, a_sl, u_sl, scenario)}
+        if ref is None:
+            reference_ok = scenario == AUTHORIZATION  # D needs no reference
+        else:
+            reference_ok = ref.complete and set(ref.seeds) == set(ip.seeds) and a_sl is not None
         rows.append(IPRow(
-            dataset=ip.key.dataset, config=ip.key.config_label, scenario=ip.key.scenario, pair=ip.key.pair,
+            dataset=ip.key.dataset, config=ip.key.config_label, scenario=scenario, pair=ip.key.pair,
             reference=ref.key.config_label if ref else MISSING, seeds_ip=ip.seeds_label,
-            seeds_sl=ref.seeds_label if ref else MISSING, values=values, complete=complete,
+            seeds_sl=ref.seeds_label if ref else MISSING, values=values,
+            complete=ip.complete and reference_ok,
         ))
     return _with_averages(rows), issues
 
@@ -691,11 +764,12 @@ def _with_averages(rows: list[IPRow]) -> list[IPRow]:
     """Append, after each dataset/config/scenario block, the mean of its pair rows."""
     blocks: dict[tuple, list[IPRow]] = {}
     for row in rows:
-        blocks.setdefault((row.dataset, row.config, row.scenario, row.reference), []).append(row)
+        blocks.setdefault((row.dataset, row.config, row.scenario), []).append(row)
     out = []
-    for (dataset, config, scenario, reference), members in blocks.items():
+    for (dataset, config, scenario), members in blocks.items():
         out += members
         if len(members) < 2:
+            members[0].dataset_mean = True
             continue
         values = {}
         for col in IP_COLUMNS:
@@ -703,9 +777,20 @@ def _with_averages(rows: list[IPRow]) -> list[IPRow]:
             values[col] = None if any(v is None for v in column) else math.fsum(column) / len(column)
         complete = all(m.complete for m in members)
         marker = "" if complete else "incomplete"
+        reference = ", ".join(dict.fromkeys(m.reference for m in members))
         out.append(IPRow(dataset, config, scenario, f"average ({len(members)} pairs)", reference,
-                         marker, marker, values, complete, is_average=True))
+                         marker, marker, values, complete, is_average=True, dataset_mean=True))
     return out
+
+
+def published_mean(dataset: str, scenario: str) -> tuple[float, str] | None:
+    """The published mean of a scenario's headline metric on a dataset and what it is, or None."""
+    by_dataset = PUBLISHED.get(scenario, {})
+    if dataset in by_dataset:
+        return by_dataset[dataset], PAPER_NOTE
+    if ANY_DATASET in by_dataset and dataset in PAPER_DATASETS:
+        return by_dataset[ANY_DATASET], PAPER_NOTE_ANY
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -754,34 +839,45 @@ def _title(text: str, fmt: str) -> str:
     return prefixed.get(fmt, f"{text}\n{'=' * len(text)}")
 
 
-def results_section(summaries: list[GroupSummary], fmt: str, metric: str, decimals: int) -> list[str]:
-    """One table per distinct list of test sets (columns in the order of the runs' 'final' dicts)."""
-    by_sets: dict[tuple[str, ...], list[GroupSummary]] = {}
-    for s in summaries:
-        if s.sets:
-            by_sets.setdefault(tuple(s.sets), []).append(s)
+def by_scenario(items, scenario_of) -> dict[str, list]:
+    """Items (groups, IP rows) split into the scenario tables, in the order of SCENARIOS."""
+    tables: dict[str, list] = {scenario: [] for scenario in SCENARIOS}
+    for item in items:
+        tables[scenario_of(item)].append(item)
+    return {scenario: members for scenario, members in tables.items() if members}
+
+
+def scenario_tables(summaries: list[GroupSummary]) -> dict[str, list[GroupSummary]]:
+    """The groups of each scenario's results table (CoOp references with the scenario they serve)."""
+    return by_scenario([s for s in summaries if s.sets], lambda s: s.key.table_scenario)
+
+
+def results_section(summaries: list[GroupSummary], fmt: str, metric: str, decimals: int,
+                    scenario: str) -> list[str]:
+    """One scenario's table: a column per test set any of its groups has ('-' where a group lacks it)."""
+    members = [s for s in summaries if s.sets]
+    if not members:
+        return []
+    set_names = list(dict.fromkeys(name for s in members for name in s.sets))
     text = _text_escaper(fmt)
-    parts = []
-    for set_names, members in by_sets.items():
-        headers = ["dataset", "trainer", "config", "scenario", "pair", "seeds"]
-        if fmt == "csv":
-            headers += [f"{n}_{suffix}" for n in set_names for suffix in ("mean", "std")]
-        else:
-            headers += [text(n) for n in set_names]
-        rows = []
-        for s in members:
-            row = [text(s.key.dataset), text(s.key.trainer), text(s.key.config_label),
-                   text(s.key.scenario or MISSING), text(s.key.pair), s.seeds_label]
-            for name in set_names:
-                stats = s.sets[name]
-                if fmt == "csv":
-                    row += [_num(stats.mean, decimals), _num(stats.std, decimals)]
-                else:
-                    row.append(_mean_std_cell(stats, fmt, decimals, len(s.seeds)))
-            rows.append(row)
-        parts.append(_table(headers, rows, fmt))
-    title = _title(f"Results: {metric} (%), mean ± population std (ddof 0) over seeds", fmt)
-    return [title, *parts] if parts else []
+    headers = ["dataset", "trainer", "config", "scenario", "pair", "seeds"]
+    if fmt == "csv":
+        headers += [f"{n}_{suffix}" for n in set_names for suffix in ("mean", "std")]
+    else:
+        headers += [text(n) for n in set_names]
+    rows = []
+    for s in members:
+        row = [text(s.key.dataset), text(s.key.trainer), text(s.key.config_label),
+               text(s.key.scenario or MISSING), text(s.key.pair), s.seeds_label]
+        for name in set_names:
+            stats = s.sets.get(name)
+            if fmt == "csv":
+                row += [_num(stats and stats.mean, decimals), _num(stats and stats.std, decimals)]
+            else:
+                row.append(_mean_std_cell(stats, fmt, decimals, len(s.seeds)))
+        rows.append(row)
+    title = f"Results {scenario}: {metric} (%), mean ± population std (ddof 0) over seeds"
+    return [_title(text(title), fmt), _table(headers, rows, fmt)]
 
 
 _IP_HEADERS = {
@@ -790,19 +886,31 @@ _IP_HEADERS = {
     "drop_a": ("Drop_a", r"Drop$_a$"), "drop_u": ("Drop_u", r"Drop$_u$"),
     "w": ("W_u-a", r"$W_{u-a}$"), "d": ("D_u-a", r"$D_{u-a}$"), "o": ("O_u-a", r"$O_{u-a}$"),
 }
+_ACCURACY_COLUMNS = ("a_sl", "u_sl", "a_ip", "u_ip", "drop_a", "drop_u")
 
 
-def ip_section(rows: list[IPRow], fmt: str, decimals: int) -> list[str]:
+def ip_section(rows: list[IPRow], fmt: str, decimals: int, scenario: str,
+               compare_paper: bool = False) -> list[str]:
+    """One scenario's IP metrics; with compare_paper the published mean beside each dataset's mean."""
     if not rows:
         return []
-    columns = [c for c in IP_COLUMNS if c != "o" or any(r.values["o"] is not None for r in rows)]
+    columns = [*_ACCURACY_COLUMNS, *SCENARIO_METRICS[scenario]]
+    latex = fmt == "latex"
     text = _text_escaper(fmt)
     headers = ["dataset", "config", "scenario", "pair", "reference", "seeds IP", "seeds SL"]
-    headers = [text(h) for h in headers] + [_IP_HEADERS[c][1 if fmt == "latex" else 0] for c in columns]
-    body = [[text(r.dataset), text(r.config), text(r.scenario or MISSING), text(r.pair), text(r.reference),
-             r.seeds_ip, r.seeds_sl] + [_num(r.values[c], decimals) for c in columns] for r in rows]
-    title = _title("IP metrics (from seed means; formulas: --help)", fmt)
-    return [title, _table(headers, body, fmt)]
+    headers = [text(h) for h in headers] + [_IP_HEADERS[c][latex] for c in columns]
+    if compare_paper:
+        headers += [f"paper {_IP_HEADERS[HEADLINE_METRIC[scenario]][latex]}", "paper note"]
+    body = []
+    for r in rows:
+        line = [text(r.dataset), text(r.config), text(r.scenario or MISSING), text(r.pair),
+                text(r.reference), r.seeds_ip, r.seeds_sl] + [_num(r.values[c], decimals) for c in columns]
+        if compare_paper:
+            published = published_mean(r.dataset, scenario) if r.dataset_mean else None
+            line += [_num(published[0], decimals), text(published[1])] if published else [MISSING, MISSING]
+        body.append(line)
+    title = f"IP metrics {scenario}: {ROLE_TEXT[scenario]} (from seed means; formulas: --help)"
+    return [_title(text(title), fmt), _table(headers, body, fmt)]
 
 
 def issues_section(issues: list[Issue], fmt: str) -> list[str]:
@@ -814,13 +922,19 @@ def issues_section(issues: list[Issue], fmt: str) -> list[str]:
 
 
 def render(summaries: list[GroupSummary], rows: list[IPRow], issues: list[Issue], fmt: str = "table",
-           metric: str = "accuracy", decimals: int = 2, ip_note: str = "") -> str:
+           metric: str = "accuracy", decimals: int = 2, ip_note: str = "",
+           compare_paper: bool = False) -> str:
+    """The report: per scenario its results table and IP-metrics table, then what is incomplete."""
     if fmt not in FORMATS:
         raise ResultsError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
-    sections = [results_section(summaries, fmt, metric, decimals), ip_section(rows, fmt, decimals),
-                issues_section(issues, fmt)]
+    rows_by_scenario = by_scenario(rows, lambda r: r.scenario)
+    sections = []
+    for scenario, members in scenario_tables(summaries).items():
+        sections.append(results_section(members, fmt, metric, decimals, scenario))
+        sections.append(ip_section(rows_by_scenario.get(scenario, []), fmt, decimals, scenario, compare_paper))
     if ip_note:
-        sections.insert(2, [_title("IP metrics", fmt), ip_note])
+        sections.append([_title("IP metrics", fmt), ip_note])
+    sections.append(issues_section(issues, fmt))
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
 
 
@@ -854,6 +968,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trainer name of the unprotected reference (default: %(default)s)")
     parser.add_argument("--decimals", type=int, default=2,
                         help="digits after the point (default: %(default)s)")
+    parser.add_argument("--compare-paper", action="store_true",
+                        help="add the published mean of each scenario's headline metric beside each "
+                             "dataset's mean (values and sources below)")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of printing it")
     parser.add_argument("--from-logs", action="store_true",
                         help="also read upstream-style log.txt in run folders without results.json (old "
@@ -882,7 +999,8 @@ def main(argv=None) -> int:
             issues += ip_issues
         elif any(s.key.trainer.lower() == args.ip_trainer.lower() for s in summaries):
             ip_note = f"not computed: IP metrics are defined on accuracy, not {args.metric}."
-        report = render(summaries, rows, issues, args.format, args.metric, args.decimals, ip_note)
+        report = render(summaries, rows, issues, args.format, args.metric, args.decimals, ip_note,
+                        args.compare_paper)
     except ResultsError as err:
         print(f"parse_results.py: error: {err}", file=sys.stderr)
         return 1
