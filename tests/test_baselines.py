@@ -10,7 +10,8 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from trainers.cocoop import CoCoOpCLIP
 from trainers.config import extend_cfg
-from trainers.coop import CoOpCLIP, check_input_size, freeze_all_but
+from trainers.clip_backbone import check_input_size
+from trainers.coop import CoOpCLIP, freeze_all_but
 from trainers.prompts import PromptTemplate
 from trainers.zsclip import ZeroShotClassifier, template_for
 

@@ -1,5 +1,4 @@
 """dassl.evaluation and dassl.metrics: accuracy, distances, the Classification evaluator."""
-import math
 
 import pytest
 import torch

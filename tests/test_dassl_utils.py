@@ -4,7 +4,6 @@ import os
 import pickle
 import random
 import sys
-import warnings
 
 import numpy as np
 import pytest

@@ -18,6 +18,7 @@ import torch
 from clip.model import CLIP, build_model
 
 from . import tiny_clip
+from .precision import cast_clip, resolve_precision
 
 __all__ = [
     "load_clip_to_cpu",
@@ -27,6 +28,8 @@ __all__ = [
     "RANDOM_ARCHITECTURES",
     "BUILTIN_PRETRAINED",
     "ClipLoadError",
+    "check_input_size",
+    "load_clip_for_trainer",
 ]
 
 # Built-in names whose weights the project trains itself (cached in MODEL.CLIP.CACHE_DIR).
@@ -226,3 +229,26 @@ def load_clip_to_cpu(cfg):
         f"a built-in name ({', '.join(BUILTIN_PRETRAINED)}) nor an existing weight file "
         f'(looked for "{osp.abspath(osp.expanduser(name))}").{hint}'
     )
+
+
+def check_input_size(cfg, clip_model):
+    """CLIP's positional embeddings fix the image size; a mismatch fails deep in the encoder otherwise."""
+    resolution = clip_model.visual.input_resolution
+    size = tuple(cfg.INPUT.SIZE)
+    if size != (resolution, resolution):
+        raise ValueError(
+            f"INPUT.SIZE is {size} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} takes "
+            f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution}) in the "
+            "trainer config or on the command line"
+        )
+
+
+def load_clip_for_trainer(cfg, prec, device):
+    """CLIP as every trainer wants it: loaded, its input size checked against INPUT.SIZE, and cast
+    for the precision `prec` resolves to on `device`. Returns (clip_model, resolved precision)."""
+    print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+    clip_model = load_clip_to_cpu(cfg)
+    check_input_size(cfg, clip_model)
+    prec = resolve_precision(prec, device)
+    cast_clip(clip_model, prec, device)
+    return clip_model, prec

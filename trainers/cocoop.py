@@ -16,12 +16,9 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
-from .clip_backbone import load_clip_to_cpu
-from .coop import check_input_size, freeze_all_but, load_prompt_learner_checkpoint
-from .precision import (
-    autocast, backward_and_step, cast_clip, check_precision, make_grad_scaler,
-    resolve_precision,
-)
+from .clip_backbone import load_clip_for_trainer
+from .coop import freeze_all_but, load_prompt_learner_checkpoint
+from .precision import autocast, backward_and_step, check_precision, make_grad_scaler
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 
@@ -112,11 +109,7 @@ class CoCoOp(TrainerX):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
 
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        self.prec = resolve_precision(cfg.TRAINER.COCOOP.PREC, self.device)
-        cast_clip(clip_model, self.prec, self.device)
+        clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.COCOOP.PREC, self.device)
 
         print("Building custom CLIP")
         self.model = CoCoOpCLIP(cfg.TRAINER.COCOOP, classnames, clip_model)

@@ -51,8 +51,14 @@ def extend_cfg(cfg):
     ip.PREC = "fp16"
     # M: image (content) tokens per prompt; one domain (style) token per encoder layer is added.
     ip.N_IMAGE_TOKENS = 4
+    # Words whose token embeddings the M image tokens start from, e.g. "a photo of a" (must be M
+    # tokens); "": random start.
+    ip.IMAGE_TOKEN_INIT = ""
     # Hidden width of the projector's per-layer MLPs (0: text width // 4).
     ip.PROJECTOR_HIDDEN = 0
+    # Soft bound (tanh) on every prompt-token coordinate, in units of the RMS of CLIP's token
+    # embeddings; keeps the maximised domain-token distance from blowing the prompts up (0: no bound).
+    ip.TOKEN_BOUND = 4.0
     # K: image features kept per class in each style bank.
     ip.BANK_SIZE = 5
     # Train the style-enhancement branch (the release never optimises it: False reproduces that).

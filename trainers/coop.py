@@ -15,10 +15,8 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
 
-from .clip_backbone import load_clip_to_cpu
-from .precision import (
-    autocast, cast_clip, check_precision, make_grad_scaler, resolve_precision,
-)
+from .clip_backbone import load_clip_for_trainer
+from .precision import autocast, check_precision, make_grad_scaler
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 
@@ -26,7 +24,6 @@ __all__ = [
     "CoOp",
     "CoOpPromptLearner",
     "CoOpCLIP",
-    "check_input_size",
     "freeze_all_but",
     "load_prompt_learner_checkpoint",
 ]
@@ -34,18 +31,6 @@ __all__ = [
 # Buffers that depend on the class names: dropped on load so a model trained on one class set can be
 # evaluated on another (upstream CoOp's behaviour).
 CLASS_SPECIFIC_BUFFERS = ("token_prefix", "token_suffix")
-
-
-def check_input_size(cfg, clip_model):
-    """CLIP's positional embeddings fix the image size; a mismatch fails deep in the encoder otherwise."""
-    resolution = clip_model.visual.input_resolution
-    size = tuple(cfg.INPUT.SIZE)
-    if size != (resolution, resolution):
-        raise ValueError(
-            f"INPUT.SIZE is {size} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} takes "
-            f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution}) in the "
-            "trainer config or on the command line"
-        )
 
 
 def freeze_all_but(model, trainable):
@@ -143,11 +128,7 @@ class CoOp(TrainerX):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
 
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        self.prec = resolve_precision(cfg.TRAINER.COOP.PREC, self.device)
-        cast_clip(clip_model, self.prec, self.device)
+        clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.COOP.PREC, self.device)
 
         print("Building custom CLIP")
         self.model = CoOpCLIP(cfg.TRAINER.COOP, classnames, clip_model)

@@ -8,9 +8,8 @@ from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY, TrainerBase, TrainerX
 
-from .clip_backbone import load_clip_to_cpu
-from .coop import check_input_size
-from .precision import autocast, cast_clip, check_precision, resolve_precision
+from .clip_backbone import load_clip_for_trainer
+from .precision import autocast, check_precision
 from .text_encoder import encode_class_prompts
 
 __all__ = ["ZeroshotCLIP", "ZeroShotClassifier", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "template_for"]
@@ -86,11 +85,7 @@ class ZeroshotCLIP(TrainerX):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
 
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        self.prec = resolve_precision(cfg.TRAINER.ZSCLIP.PREC, self.device)
-        cast_clip(clip_model, self.prec, self.device)
+        clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.ZSCLIP.PREC, self.device)
         clip_model.to(self.device)
 
         template = template_for(cfg)

@@ -12,7 +12,6 @@ import time
 from collections import OrderedDict
 
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
 from dassl.data import DataManager

@@ -102,10 +102,14 @@ class IPProjector(nn.Module):
     text_width: width of the text encoder's token embeddings (clip_model.ln_final.weight.shape[0]).
     n_image_tokens: M, the number of image (content) tokens.
     hidden: hidden width of the per-layer MLPs (default text_width // 4).
+    token_bound: if set, every token coordinate is softly bounded to (-token_bound, token_bound)
+        by `b * tanh(x / b)`. The loss maximises the distance between the two domains' tokens
+        (clamped only at U = 5 in MSE); unbounded, the tokens grow far beyond CLIP's token-embedding
+        scale until the class name no longer matters and every prompt collapses to the same feature.
     """
 
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
-                 token_init_std=DEFAULT_TOKEN_INIT_STD):
+                 token_init_std=DEFAULT_TOKEN_INIT_STD, token_bound=None):
         super().__init__()
         layer_dims = [int(d) for d in layer_dims]
         if not layer_dims or min(layer_dims) < 1:
@@ -117,6 +121,7 @@ class IPProjector(nn.Module):
         self.layer_dims = layer_dims
         self.text_width = text_width
         self.n_image_tokens = n_image_tokens
+        self.token_bound = token_bound
         n_layers = len(layer_dims)
 
         # Domain token of layer l from concat(mu_l, log sigma_l).
@@ -145,7 +150,22 @@ class IPProjector(nn.Module):
         content = self.content_mlp(mu)
         mixing = torch.softmax(self.mix_logits, dim=-1).to(content.dtype)
         image_tokens = torch.einsum("ml,bld->bmd", mixing, content) + self.image_token_offset
-        return domain_tokens, image_tokens
+        return self._bound(domain_tokens), self._bound(image_tokens)
+
+    @torch.no_grad()
+    def init_image_tokens(self, embeddings):
+        """Start the image tokens at given token embeddings [M, D] (their learned offset), e.g. the
+        words of the zero-shot prompt: a small CLIP's text encoder gives nearly uniform class
+        scores behind random context tokens, which leaves the losses nothing to start from."""
+        if tuple(embeddings.shape) != tuple(self.image_token_offset.shape):
+            raise ValueError(f"image token init must be {tuple(self.image_token_offset.shape)}, "
+                             f"got {tuple(embeddings.shape)}")
+        self.image_token_offset.copy_(embeddings.to(self.image_token_offset))
+
+    def _bound(self, tokens):
+        if not self.token_bound:
+            return tokens
+        return self.token_bound * torch.tanh(tokens / self.token_bound)
 
     def context(self, stats):
         """stats -> [B, L + M, D]: domain tokens then image tokens, the prompt's context layout."""

@@ -31,14 +31,19 @@ class IPLearner(nn.Module):
 
 class IPCLIPModel(nn.Module):
     def __init__(self, clip_model, classnames, n_image_tokens, projector_hidden, bank_size,
-                 branch_hidden, text_chunk_size=0):
+                 branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init=""):
         super().__init__()
         self.clip_model = clip_model
         self.tap = VisualFeatureTap(clip_model.visual)  # a plain object: hooks only, no parameters
         text_width = clip_model.ln_final.weight.shape[0]
         embed_dim = clip_model.text_projection.shape[1]
+        # TOKEN_BOUND is in units of the RMS of CLIP's own token embeddings (whatever the backbone).
+        embedding_rms = clip_model.token_embedding.weight.detach().float().pow(2).mean().sqrt()
         projector = IPProjector(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
-                                hidden=projector_hidden or None)
+                                hidden=projector_hidden or None,
+                                token_bound=float(token_bound * embedding_rms) or None)
+        if image_token_init:
+            projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
         banks = IPStyleBanks(len(classnames), bank_size, embed_dim)
         branch = StyleEnhancement(embed_dim, hidden=branch_hidden or None)
         self.learner = IPLearner(projector, banks, branch)
@@ -65,8 +70,8 @@ class IPCLIPModel(nn.Module):
         """images [B, 3, H, W] -> dict of logits [B, C], image [B, E], text [B, C, E] (both
         L2-normalised) and domain tokens [B, L, D]."""
         image_features, stats = self.tap.tap(images)
-        domain_tokens, image_tokens = self.projector(stats)
-        context = torch.cat([domain_tokens, image_tokens.to(domain_tokens.dtype)], dim=1)
+        context = self.projector.context(stats)
+        domain_tokens = context[:, :self.projector.n_domain_tokens]
         prompts = self.template.assemble(context, per_instance=True)  # [B, C, L, D]
         text = F.normalize(self.encode_prompts(prompts).float(), dim=-1)
         image = F.normalize(image_features.float(), dim=-1)
@@ -94,3 +99,15 @@ class IPCLIPModel(nn.Module):
         logits_ai = scale * torch.einsum("be,bce->bc", self_enhanced.float(), text_a)
         logits_ui = scale * torch.einsum("be,bce->bc", cross_domain.float(), text_u)
         return logits_ai, logits_ui
+
+
+def _word_embeddings(clip_model, words, n_tokens):
+    """Token embeddings [n_tokens, D] of `words` (e.g. "a photo of a"), which must tokenize to
+    exactly n_tokens tokens: the image tokens then start as the zero-shot prompt."""
+    template = PromptTemplate(clip_model, ["x"], n_ctx=1, ctx_init=words)
+    if template.n_ctx != n_tokens:
+        raise ValueError(
+            f"TRAINER.IPCLIP.IMAGE_TOKEN_INIT {words!r} is {template.n_ctx} tokens but "
+            f"N_IMAGE_TOKENS is {n_tokens}; make them equal (or leave IMAGE_TOKEN_INIT empty)"
+        )
+    return template.init_context

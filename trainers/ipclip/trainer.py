@@ -11,11 +11,8 @@ from tqdm import tqdm
 from dassl.engine import TRAINER_REGISTRY, TrainerXU
 from dassl.optim import build_lr_scheduler, build_optimizer
 
-from ..clip_backbone import load_clip_to_cpu
-from ..precision import (
-    autocast, backward_and_step, cast_clip, check_precision, make_grad_scaler,
-    resolve_precision,
-)
+from ..clip_backbone import load_clip_for_trainer
+from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
 from .loss import IPCLIPLoss, IPCLIPLossWeights
 from .model import IPCLIPModel
 from .streams import SCENARIOS, ScenarioStreams
@@ -86,22 +83,14 @@ class IPCLIP(TrainerXU):
         cfg = self.cfg
         icfg = cfg.TRAINER.IPCLIP
         classnames = self.dm.dataset.classnames
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        resolution = clip_model.visual.input_resolution
-        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
-            raise ValueError(
-                f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match this CLIP's input resolution "
-                f"{resolution}; set INPUT.SIZE ({resolution}, {resolution})"
-            )
-        self.prec = resolve_precision(icfg.PREC, self.device)
-        cast_clip(clip_model, self.prec, self.device)
+        clip_model, self.prec = load_clip_for_trainer(cfg, icfg.PREC, self.device)
         print("Building IP-CLIP")
         self.model = IPCLIPModel(
             clip_model, classnames,
             n_image_tokens=icfg.N_IMAGE_TOKENS, projector_hidden=icfg.PROJECTOR_HIDDEN,
             bank_size=icfg.BANK_SIZE, branch_hidden=icfg.BRANCH_HIDDEN,
-            text_chunk_size=icfg.TEXT_CHUNK_SIZE,
+            text_chunk_size=icfg.TEXT_CHUNK_SIZE, token_bound=icfg.TOKEN_BOUND,
+            image_token_init=icfg.IMAGE_TOKEN_INIT,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
