@@ -121,7 +121,7 @@ run_train() {
     "$PYTHON" train.py \
         --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${trainer}/${CFG}.yaml" \
+        --config-file "${CFG_FILE:-configs/trainers/${trainer}/${CFG}.yaml}" \
         --source-domains "$SOURCE" --target-domains "$TARGET" \
         --output-dir "$dir" \
         "$@"
@@ -135,13 +135,18 @@ run_eval_only() {
 }
 
 # run_ipclip SCENARIO: IP-CLIP and its CoOp reference (same test sets) over SEEDS for SOURCE/PAIR.
+# IP-CLIP reads configs/trainers/IPCLIP/${CFG}_${SCENARIO}.yaml when it exists (a scenario's own
+# settings), else ${CFG}.yaml; either way the run is filed under the config name ${CFG}.
 run_ipclip() {
-    local scenario="$1" var test_sets
+    local scenario="$1" var test_sets ip_cfg
     var="TEST_SETS_$(echo "$scenario" | tr '[:lower:]' '[:upper:]')"
     test_sets="${!var}"
+    ip_cfg="configs/trainers/IPCLIP/${CFG}_${scenario}.yaml"
+    [ -f "$ip_cfg" ] || ip_cfg="configs/trainers/IPCLIP/${CFG}.yaml"
     for SEED in $SEEDS; do
         run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets"
-        run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO "$scenario" DATASET.TEST_SETS "$test_sets"
+        CFG_FILE="$ip_cfg" run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO "$scenario" \
+            DATASET.TEST_SETS "$test_sets" CONFIG_NAME "$CFG"
     done
 }
 
