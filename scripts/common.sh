@@ -144,7 +144,8 @@ run_ipclip() {
     ip_cfg="configs/trainers/IPCLIP/${CFG}_${scenario}.yaml"
     [ -f "$ip_cfg" ] || ip_cfg="configs/trainers/IPCLIP/${CFG}.yaml"
     for SEED in $SEEDS; do
-        run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets"
+        # The reference records the scenario it serves (results.json run.scenario) for the tables.
+        run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets" TRAINER.IPCLIP.SCENARIO "$scenario"
         CFG_FILE="$ip_cfg" run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO "$scenario" \
             DATASET.TEST_SETS "$test_sets" CONFIG_NAME "$CFG"
     done
