@@ -11,14 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.metrics import compute_accuracy
-from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_pretrained_weights
+from dassl.engine import TRAINER_REGISTRY
 
-from .clip_backbone import load_clip_for_trainer
-from .coop import freeze_all_but, load_prompt_learner_checkpoint
-from .precision import autocast, backward_and_step, check_precision, make_grad_scaler
+from .coop import CoOp
+from .precision import backward_and_step
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 
@@ -99,53 +95,18 @@ class CoCoOpCLIP(nn.Module):
 
 
 @TRAINER_REGISTRY.register()
-class CoCoOp(TrainerX):
-    """Conditional Context Optimization; config keys TRAINER.COCOOP.{N_CTX, CTX_INIT, PREC, TEXT_CHUNK_SIZE}."""
+class CoCoOp(CoOp):
+    """Conditional Context Optimization; config keys TRAINER.COCOOP.{N_CTX, CTX_INIT, PREC, TEXT_CHUNK_SIZE}.
 
-    def check_cfg(self, cfg):
-        check_precision(cfg.TRAINER.COCOOP.PREC, "TRAINER.COCOOP.PREC")
+    CoOp's life cycle with CoCoOp's model; the update has no NaN/Inf check (as upstream CoCoOp).
+    """
 
-    def build_model(self):
-        cfg = self.cfg
-        classnames = self.dm.dataset.classnames
+    cfg_node = "COCOOP"
+    custom_clip = CoCoOpCLIP
 
-        clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.COCOOP.PREC, self.device)
-
-        print("Building custom CLIP")
-        self.model = CoCoOpCLIP(cfg.TRAINER.COCOOP, classnames, clip_model)
-
-        print("Turning off gradients in both the image and the text encoder")
-        freeze_all_but(self.model, self.model.prompt_learner)
+    def report_trainable(self):
         enabled = sorted(name for name, p in self.model.named_parameters() if p.requires_grad)
         print(f"Parameters to be updated: {enabled}")
-        if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
 
-        self.model.to(self.device)
-        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
-        self.scaler = make_grad_scaler(self.prec, self.device)
-
-    def forward_backward(self, batch):
-        image, label = self.parse_batch_train(batch)
-        with autocast(self.prec, self.device):
-            output = self.model(image)
-            loss = F.cross_entropy(output, label)
+    def update(self, loss):
         backward_and_step(loss, self.optim, self.scaler)
-
-        # Tensors, not floats: the engine's meters sync with the GPU only when they print.
-        loss_summary = {"loss": loss.detach(), "acc": compute_accuracy(output.detach(), label)[0]}
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return loss_summary
-
-    def model_inference(self, input):
-        with autocast(self.prec, self.device):
-            return self.model(input)
-
-    def parse_batch_train(self, batch):
-        return batch["img"].to(self.device), batch["label"].to(self.device)
-
-    def load_model(self, directory, epoch=None):
-        load_prompt_learner_checkpoint(self, directory, epoch)

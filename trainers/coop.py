@@ -16,7 +16,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
 
 from .clip_backbone import load_clip_for_trainer
-from .precision import autocast, check_precision, make_grad_scaler
+from .precision import autocast, backward_and_step, check_precision, make_grad_scaler
 from .prompts import PromptTemplate
 from .text_encoder import TextEncoder
 
@@ -119,22 +119,30 @@ class CoOpCLIP(nn.Module):
 
 @TRAINER_REGISTRY.register()
 class CoOp(TrainerX):
-    """Context Optimization; config keys TRAINER.COOP.{N_CTX, CSC, CTX_INIT, PREC, CLASS_TOKEN_POSITION}."""
+    """Context Optimization; config keys TRAINER.COOP.{N_CTX, CSC, CTX_INIT, PREC, CLASS_TOKEN_POSITION}.
+
+    Subclasses (CoCoOp) change the config node, the custom CLIP and the update step only.
+    """
+
+    cfg_node = "COOP"
+    custom_clip = CoOpCLIP  # the nn.Module holding CLIP and the prompt learner
 
     def check_cfg(self, cfg):
-        check_precision(cfg.TRAINER.COOP.PREC, "TRAINER.COOP.PREC")
+        check_precision(cfg.TRAINER[self.cfg_node].PREC, f"TRAINER.{self.cfg_node}.PREC")
 
     def build_model(self):
         cfg = self.cfg
+        node = cfg.TRAINER[self.cfg_node]
         classnames = self.dm.dataset.classnames
 
-        clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.COOP.PREC, self.device)
+        clip_model, self.prec = load_clip_for_trainer(cfg, node.PREC, self.device)
 
         print("Building custom CLIP")
-        self.model = CoOpCLIP(cfg.TRAINER.COOP, classnames, clip_model)
+        self.model = self.custom_clip(node, classnames, clip_model)
 
         print("Turning off gradients in both the image and the text encoder")
         freeze_all_but(self.model, self.model.prompt_learner)
+        self.report_trainable()
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
 
@@ -144,18 +152,22 @@ class CoOp(TrainerX):
         self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
         self.scaler = make_grad_scaler(self.prec, self.device)
 
+    def report_trainable(self):
+        """CoOp prints nothing here (upstream); CoCoOp lists the parameters to be updated."""
+
+    def update(self, loss):
+        """Upstream CoOp: the scaler under amp, else the engine's step with its NaN/Inf check."""
+        if self.scaler is not None:
+            backward_and_step(loss, self.optim, self.scaler)
+        else:
+            self.model_backward_and_update(loss)
+
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)
         with autocast(self.prec, self.device):
             output = self.model(image)
             loss = F.cross_entropy(output, label)
-        if self.scaler is not None:
-            self.optim.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            self.model_backward_and_update(loss)
+        self.update(loss)
 
         # Tensors, not floats: the engine's meters sync with the GPU only when they print.
         loss_summary = {"loss": loss.detach(), "acc": compute_accuracy(output.detach(), label)[0]}
