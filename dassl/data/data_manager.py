@@ -21,7 +21,7 @@ from .test_sets import parse_test_sets
 from .transforms import PRE_TRANSFORM_REGISTRY, build_pre_transform, build_transform
 from .transforms.transforms import interpolation_mode
 
-__all__ = ["DataManager", "DatasetWrapper", "build_data_loader"]
+__all__ = ["DataManager", "DatasetWrapper", "build_data_loader", "build_train_loader"]
 
 
 def _seeded_generator():
@@ -96,6 +96,24 @@ def build_data_loader(
     return loader
 
 
+def build_train_loader(cfg, data_source, batch_cfg, tfm, name, dataset_wrapper=None,
+                       pre_transform=None):
+    """A training loader whose sampler and batch come from a DATALOADER.TRAIN_X / TRAIN_U node."""
+    return build_data_loader(
+        cfg,
+        sampler_type=batch_cfg.SAMPLER,
+        data_source=data_source,
+        batch_size=batch_cfg.BATCH_SIZE,
+        n_domain=batch_cfg.N_DOMAIN,
+        n_ins=batch_cfg.N_INS,
+        tfm=tfm,
+        is_train=True,
+        dataset_wrapper=dataset_wrapper,
+        pre_transform=pre_transform,
+        name=name,
+    )
+
+
 class DataManager:
     """Builds the dataset, the transforms and every loader a trainer needs."""
 
@@ -115,32 +133,14 @@ class DataManager:
 
         loader_cfg = cfg.DATALOADER
         x_cfg = loader_cfg.TRAIN_X
-        self.train_loader_x = build_data_loader(
-            cfg,
-            sampler_type=x_cfg.SAMPLER,
-            data_source=dataset.train_x,
-            batch_size=x_cfg.BATCH_SIZE,
-            n_domain=x_cfg.N_DOMAIN,
-            n_ins=x_cfg.N_INS,
-            tfm=tfm_train,
-            is_train=True,
-            dataset_wrapper=dataset_wrapper,
-            name="train_x",
+        self.train_loader_x = build_train_loader(
+            cfg, dataset.train_x, x_cfg, tfm_train, "train_x", dataset_wrapper=dataset_wrapper
         )
         self.train_loader_u = None
         if dataset.train_u:
             u_cfg = x_cfg if loader_cfg.TRAIN_U.SAME_AS_X else loader_cfg.TRAIN_U
-            self.train_loader_u = build_data_loader(
-                cfg,
-                sampler_type=u_cfg.SAMPLER,
-                data_source=dataset.train_u,
-                batch_size=u_cfg.BATCH_SIZE,
-                n_domain=u_cfg.N_DOMAIN,
-                n_ins=u_cfg.N_INS,
-                tfm=tfm_train,
-                is_train=True,
-                dataset_wrapper=dataset_wrapper,
-                name="train_u",
+            self.train_loader_u = build_train_loader(
+                cfg, dataset.train_u, u_cfg, tfm_train, "train_u", dataset_wrapper=dataset_wrapper
             )
 
         def test_loader(data_source, name, pre_transform=None):

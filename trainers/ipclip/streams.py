@@ -6,7 +6,7 @@ resolution before the usual train transform) turn authorized images into unautho
 """
 from collections import namedtuple
 
-from dassl.data.data_manager import build_data_loader
+from dassl.data.data_manager import build_data_loader, build_train_loader
 from dassl.data.transforms import build_pre_transform
 
 # split: "source" (the source domains' train split) or "target" (the target domains' train split).
@@ -48,11 +48,9 @@ class ScenarioStreams:
             if not spec.pre_transforms and defaults[spec.split] is not None:
                 loaders.append(defaults[spec.split])
                 continue
-            loaders.append(build_data_loader(
-                self.cfg, sampler_type=batch_cfg.SAMPLER, data_source=self._data(spec),
-                batch_size=batch_cfg.BATCH_SIZE, n_domain=batch_cfg.N_DOMAIN, n_ins=batch_cfg.N_INS,
-                tfm=self.dm.tfm_train, is_train=True,
-                pre_transform=build_pre_transform(spec.pre_transforms, self.cfg), name=name,
+            loaders.append(build_train_loader(
+                self.cfg, self._data(spec), batch_cfg, self.dm.tfm_train, name,
+                pre_transform=build_pre_transform(spec.pre_transforms, self.cfg),
             ))
         return tuple(loaders)
 

@@ -9,7 +9,7 @@ import os.path as osp
 from ..build import DATASET_REGISTRY
 from ..errors import README_HINT, DatasetError
 from .domain_folders import DomainFolders
-from .splits import SplitItem
+from .splits import SplitItem, read_path_label_lines
 
 __all__ = ["miniDomainNet"]
 
@@ -45,34 +45,27 @@ class miniDomainNet(DomainFolders):
         """Parse one official list into (items, {label: class folder})."""
         path = self.official_list(domain, part)
         items, folders = [], {}
-        with open(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                where = f'line {lineno} of "{path}"'
-                parts = line.rsplit(maxsplit=1)
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
-                    raise DatasetError(
-                        f'{where} reads "{line}"; expected "<domain>/<class>/<image> <label>". {README_HINT}'
-                    )
-                relpath, label = parts[0].replace("\\", "/"), int(parts[1])
-                components = relpath.split("/")
-                if len(components) < 3:
-                    raise DatasetError(
-                        f'{where}: "{relpath}" is not of the form <domain>/<class>/<image>. {README_HINT}'
-                    )
-                folder = components[-2]
-                if folders.setdefault(label, folder) != folder:
-                    raise DatasetError(
-                        f'{where}: label {label} is used for class folders "{folders[label]}" and "{folder}".'
-                    )
-                if check_files and not osp.isfile(osp.join(self.dataset_root, relpath)):
-                    raise DatasetError(
-                        f'{where} names "{relpath}", but there is no such file under '
-                        f'"{self.dataset_root}". {README_HINT}'
-                    )
-                items.append(SplitItem(relpath, label))
+        expected = '"<domain>/<class>/<image> <label>"'
+        for where, relpath, label in read_path_label_lines(path, expected):
+            if label < 0:
+                raise DatasetError(f'{where} has the negative label {label}; expected {expected}. '
+                                   f"{README_HINT}")
+            components = relpath.split("/")
+            if len(components) < 3:
+                raise DatasetError(
+                    f'{where}: "{relpath}" is not of the form <domain>/<class>/<image>. {README_HINT}'
+                )
+            folder = components[-2]
+            if folders.setdefault(label, folder) != folder:
+                raise DatasetError(
+                    f'{where}: label {label} is used for class folders "{folders[label]}" and "{folder}".'
+                )
+            if check_files and not osp.isfile(osp.join(self.dataset_root, relpath)):
+                raise DatasetError(
+                    f'{where} names "{relpath}", but there is no such file under '
+                    f'"{self.dataset_root}". {README_HINT}'
+                )
+            items.append(SplitItem(relpath, label))
         return items, folders
 
     def class_folders_of_data(self):

@@ -224,40 +224,30 @@ class SplitStore:
 
     def _read_file(self, path, class_folders):
         items, seen = [], set()
-        with open(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                where = f'line {lineno} of "{path}"'
-                parts = line.rsplit(maxsplit=1)
-                if len(parts) != 2 or not _is_int(parts[1]):
-                    raise DatasetError(
-                        f'{where} reads "{line}"; expected "relative/path label" (a path relative to '
-                        f'"{self.dataset_root}" and an integer label). {README_HINT}'
-                    )
-                relpath, label = parts[0].replace("\\", "/"), int(parts[1])
-                if not 0 <= label < len(class_folders):
-                    raise DatasetError(
-                        f"{where} has label {label}, out of range: the dataset has {len(class_folders)} "
-                        f"classes (labels 0..{len(class_folders) - 1}). {README_HINT}"
-                    )
-                if not osp.isfile(osp.join(self.dataset_root, relpath)):
-                    raise DatasetError(
-                        f'{where} names "{relpath}", but there is no such file under '
-                        f'"{self.dataset_root}". {README_HINT}'
-                    )
-                folder = relpath.split("/")[-2] if "/" in relpath else ""
-                if folder != class_folders[label]:
-                    raise DatasetError(
-                        f'{where}: "{relpath}" has label {label} ("{class_folders[label]}") but lies in '
-                        f'class folder "{folder}". Labels follow the class order of classnames.txt '
-                        f"(default: sorted class folder names). {README_HINT}"
-                    )
-                if relpath in seen:
-                    raise DatasetError(f'{where} repeats "{relpath}"; every image may appear once.')
-                seen.add(relpath)
-                items.append(SplitItem(relpath, label))
+        expected = (f'"relative/path label" (a path relative to "{self.dataset_root}" and an integer '
+                    "label)")
+        for where, relpath, label in read_path_label_lines(path, expected):
+            if not 0 <= label < len(class_folders):
+                raise DatasetError(
+                    f"{where} has label {label}, out of range: the dataset has {len(class_folders)} "
+                    f"classes (labels 0..{len(class_folders) - 1}). {README_HINT}"
+                )
+            if not osp.isfile(osp.join(self.dataset_root, relpath)):
+                raise DatasetError(
+                    f'{where} names "{relpath}", but there is no such file under '
+                    f'"{self.dataset_root}". {README_HINT}'
+                )
+            folder = relpath.split("/")[-2] if "/" in relpath else ""
+            if folder != class_folders[label]:
+                raise DatasetError(
+                    f'{where}: "{relpath}" has label {label} ("{class_folders[label]}") but lies in '
+                    f'class folder "{folder}". Labels follow the class order of classnames.txt '
+                    f"(default: sorted class folder names). {README_HINT}"
+                )
+            if relpath in seen:
+                raise DatasetError(f'{where} repeats "{relpath}"; every image may appear once.')
+            seen.add(relpath)
+            items.append(SplitItem(relpath, label))
         return items
 
     def write_split(self, domain, train, test, class_folders, policy_record):
@@ -271,6 +261,21 @@ class SplitStore:
             if osp.exists(path):  # a concurrent run made it first: keep it, it is read back anyway
                 continue
             _write_atomic(path, "".join(f"{item.relpath} {item.label}\n" for item in sorted(items)))
+
+
+def read_path_label_lines(path, expected):
+    """Yield (where, relpath, label) for every non-empty `relative/path label` line of a split list;
+    a malformed line raises a DatasetError saying what was `expected`."""
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            where = f'line {lineno} of "{path}"'
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not _is_int(parts[1]):
+                raise DatasetError(f'{where} reads "{line}"; expected {expected}. {README_HINT}')
+            yield where, parts[0].replace("\\", "/"), int(parts[1])
 
 
 def _is_int(text):
