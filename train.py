@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from dassl.config import get_cfg_default
+from dassl.config import get_cfg_default, merge_config_file
 from dassl.engine import build_trainer
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from trainers import register_all
@@ -55,7 +55,10 @@ def _merge_file(cfg, path, flag):
     if not os.path.isfile(path):
         sys.exit(f"error: {flag} {path!r} does not exist (configs live under configs/datasets/ and "
                  "configs/trainers/<Trainer>/)")
-    cfg.merge_from_file(path)
+    try:
+        merge_config_file(cfg, path)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        sys.exit(f"error: {flag} {path!r}: {err}")
 
 
 def setup_cfg(args):

@@ -7,7 +7,7 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
-from trainers.ipclip.loss import CONFIG_KEYS, IPCLIPLoss, IPCLIPLossWeights
+from trainers.ipclip.loss import CONFIG_KEYS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights
 from trainers.ipclip.trainer import loss_weights
 
 ln = math.log
@@ -93,10 +93,51 @@ def test_s_ai_flips_the_enhanced_term():
     assert minus.item() - CE_A == pytest.approx(-2 * CE_AI, rel=1e-5)
 
 
+def test_per_sample_bound_clamps_each_sample_before_the_mean():
+    """U = 1.2: CE_u per sample is (ln 5 = 1.61, ln 3 = 1.10), MSE per image (5, 0.25). The release's
+    batch clamp caps the means (1.35 -> 1.2, 2.63 -> 1.2) and stops every gradient; the per-sample
+    clamp caps only image 0, and image 1 (below U) still pulls."""
+    only = dict(s_ai=1, w_ai=0, w_ui=0, w_en=0, w_kl=0, upper_bound=1.2)
+    for per_sample, ce_u, mse, grad_u, grad_dom in ((False, 1.2, 1.2, (0, 0), (0, 0)),
+                                                   (True, (1.2 + ln(3)) / 2, (1.2 + 0.25) / 2, (0, 1), (0, 1))):
+        b = batch()
+        b["logits_u"] = b["logits_u"].clone().requires_grad_()
+        b["dom_u"] = torch.tensor([[[1.0, 3.0]], [[0.5, 0.5]]], requires_grad=True)
+        w = IPCLIPLossWeights(w_u=1, w_m=1, per_sample_bound=per_sample, **only)
+        total, terms = IPCLIPLoss(w)(**b)
+        assert total.item() == pytest.approx(CE_A - ce_u - mse, rel=1e-5)
+        assert terms["ce_u"].item() == pytest.approx(CE_U, rel=1e-5)  # logged: unclamped mean
+        total.backward()
+        assert tuple(int(g.abs().sum() > 0) for g in b["logits_u"].grad) == grad_u
+        assert tuple(int(g.abs().sum() > 0) for g in b["dom_u"].grad) == grad_dom
+
+
+def test_kl_stop_authorized_keeps_the_kl_gradient_off_the_authorized_text():
+    for stop in (False, True):
+        b = batch()
+        b["text_a"] = torch.tensor([[0.0, ln(2), 0.0], [0.0, 0.0, ln(3)]], requires_grad=True)
+        b["text_u"] = b["text_u"].clone().requires_grad_()
+        w = IPCLIPLossWeights(w_u=0, w_ai=0, w_ui=0, w_m=0, w_en=0, w_kl=1, kl_stop_authorized=stop)
+        total, terms = IPCLIPLoss(w)(**b)
+        total.backward()
+        assert b["text_u"].grad.abs().sum() > 0
+        reached = b["text_a"].grad is not None and bool(b["text_a"].grad.abs().sum() > 0)
+        assert reached is (not stop)
+        assert terms["kl_text"].item() > 0
+
+
 def test_weights_from_config_and_scenarios():
     node = CN({key: float(i + 1) for i, key in enumerate(CONFIG_KEYS.values())})
+    node.PER_SAMPLE_BOUND = True
+    node.KL_STOP_AUTHORIZED = True
     w = IPCLIPLossWeights.from_cfg(node)
-    assert [getattr(w, f) for f in CONFIG_KEYS] == [float(i + 1) for i in range(len(CONFIG_KEYS))]
+    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES]
+    assert [getattr(w, f) for f in numeric] == [float(i + 1) for i in range(len(numeric))]
+    assert w.per_sample_bound is True and w.kl_stop_authorized is True
+    node.PER_SAMPLE_BOUND = 1.0
+    with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.PER_SAMPLE_BOUND = False
     del node["W_KL"]
     with pytest.raises(KeyError, match="W_KL"):
         IPCLIPLossWeights.from_cfg(node)
@@ -105,6 +146,7 @@ def test_weights_from_config_and_scenarios():
     ts = loss_weights(cfg)
     assert cfg.TRAINER.IPCLIP.SCENARIO == "target_specified"
     assert (ts.s_ai, ts.w_m, ts.w_en, ts.w_kl, ts.w_u, ts.upper_bound) == (-1, 0.1, 0.01, 1, 1, 5)
+    assert ts.per_sample_bound is False and ts.kl_stop_authorized is False  # the release
     cfg.TRAINER.IPCLIP.SCENARIO = "target_free"
     cfg.TRAINER.IPCLIP.LOSS.TARGET_FREE.W_U = 2.0
     tf = loss_weights(cfg)

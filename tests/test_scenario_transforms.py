@@ -101,9 +101,24 @@ def test_watermark_colour_and_other_pattern_from_config():
     assert np.array_equal(after[1::3], np.asarray(img)[1::3])
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_faint_watermark_blends_only_the_marked_pixels(mode):
+    cfg = cfg_with(WATERMARK__PATTERN="stripes", WATERMARK__PERIOD=2, WATERMARK__ALPHA=0.25)
+    img = noise_image(6, 6, mode=mode, levels=(0, 200))
+    before = np.asarray(img).astype(np.float64)
+    after = np.asarray(watermark(cfg)(img)).astype(np.float64)
+    # Marked rows move a quarter of the way to white (rounded); the others are untouched.
+    assert np.abs(after[::2] - (0.75 * before[::2] + 0.25 * 255)).max() <= 0.5
+    assert np.array_equal(after[1::2], before[1::2])
+    opaque = np.asarray(watermark(cfg_with(WATERMARK__PATTERN="stripes", WATERMARK__PERIOD=2))(img))
+    assert np.all(opaque[::2] == 255)
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
+        ("WATERMARK__ALPHA", 0.0, r"ALPHA must be a number in \(0, 1\]"),
+        ("WATERMARK__ALPHA", 1.5, r"ALPHA must be a number in \(0, 1\]"),
         ("WATERMARK__PATTERN", "dots", r"PATTERN \"dots\".*\['grid', 'stripes'\]"),
         ("WATERMARK__PERIOD", 0, "PERIOD must be an integer >= 1"),
         ("WATERMARK__COLOR", (255, 255), r"COLOR must be 3 integers in \[0, 255\]"),

@@ -83,6 +83,12 @@ def extend_cfg(cfg):
         node.W_AI = 1.0
         node.W_UI = 1.0
         node.UPPER_BOUND = 5.0
+        # False: clamp each maximised term's batch mean at U (the release); True: clamp every
+        # sample's term, then average (each unauthorized sample pushes until its own term reaches U).
+        node.PER_SAMPLE_BOUND = False
+        # True: the KL term's gradient reaches only the unauthorized text features (the authorized
+        # prompts are not dragged away by it); False: both sides (the release).
+        node.KL_STOP_AUTHORIZED = False
         for key, value in specific.items():
             setattr(node, key, value)
         ip.LOSS[scenario] = node

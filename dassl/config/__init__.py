@@ -1,3 +1,4 @@
+from .config_file import merge_config_file
 from .defaults import get_cfg_default
 
 

@@ -198,6 +198,8 @@ _C.INPUT.WATERMARK = CN()
 _C.INPUT.WATERMARK.PATTERN = "grid"
 _C.INPUT.WATERMARK.PERIOD = 2
 _C.INPUT.WATERMARK.COLOR = (255, 255, 255)
+# Opacity in (0, 1]: 1 paints COLOR (the release); lower blends it over the pixels (a fainter mark).
+_C.INPUT.WATERMARK.ALPHA = 1.0
 # "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
 # strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.
 _C.INPUT.STRONG_STYLE = CN()

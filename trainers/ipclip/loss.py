@@ -6,6 +6,15 @@
 `min(term, U)` is `torch.clamp(term, max=U)`: a maximised term stops pulling (value and gradient)
 once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis (the
 release normalised over the batch axis).
+
+Where the bound applies is a choice (`per_sample_bound`). The release clamps the batch means: a batch
+whose mean CE_u passed U gives no gradient at all, and below U the cheapest way up is to push the
+already-wrong samples further, so correctly classified unauthorized images can stay correct. Clamping
+each sample's term before averaging makes every sample push until its own term reaches U.
+
+`kl_stop_authorized` stops the maximised KL's gradient into the authorized text features: the KL then
+pushes only the unauthorized prompts away from the authorized ones instead of also dragging the
+authorized prompts (which CE_a is trying to keep accurate) away from the unauthorized ones.
 """
 from dataclasses import asdict, dataclass
 
@@ -17,7 +26,10 @@ from torch import nn
 CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
+    "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
 }
+#: The keys that are switches (True / False), not weights.
+SWITCHES = ("per_sample_bound", "kl_stop_authorized")
 
 @dataclass(frozen=True)
 class IPCLIPLossWeights:
@@ -29,6 +41,8 @@ class IPCLIPLossWeights:
     w_en: float = 1.0
     w_kl: float = 1.0
     upper_bound: float = 5.0
+    per_sample_bound: bool = False
+    kl_stop_authorized: bool = False
 
     @classmethod
     def from_cfg(cls, node):
@@ -40,11 +54,21 @@ class IPCLIPLossWeights:
                 raise KeyError(f"IP-CLIP loss weight {key!r} is missing from the config node "
                                f"(expected keys {sorted(CONFIG_KEYS.values())}); declare it in "
                                "trainers/config.py extend_cfg under TRAINER.IPCLIP.LOSS.<SCENARIO>.")
-            values[name] = float(node[key])
+            values[name] = _check_weight(name, node[key], key)
         return cls(**values)
 
     def as_dict(self):
         return asdict(self)
+
+
+def _check_weight(name, value, key):
+    if name in SWITCHES:
+        if not isinstance(value, bool):
+            raise ValueError(f"IP-CLIP loss key {key} must be True or False, got {value!r}.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"IP-CLIP loss key {key} must be a number, got {value!r}.")
+    return float(value)
 
 
 def class_entropy(logits):
@@ -53,12 +77,13 @@ def class_entropy(logits):
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
-def class_kl(logits_p, logits_q):
-    """KL(softmax(p) || softmax(q)) with the class axis at dim 1, summed over classes and averaged
-    over every other position (images, and feature channels if any)."""
+def per_sample_kl(logits_p, logits_q):
+    """[N] KL(softmax(p) || softmax(q)) of each sample (dim 0) with the class axis at dim 1, summed
+    over classes and averaged over the sample's other positions (feature channels, if any)."""
     log_p = F.log_softmax(logits_p.float(), dim=1)
     log_q = F.log_softmax(logits_q.float(), dim=1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+    per_position = (log_p.exp() * (log_p - log_q)).sum(dim=1)
+    return per_position.reshape(per_position.shape[0], -1).mean(dim=1)
 
 
 class IPCLIPLoss(nn.Module):
@@ -97,26 +122,35 @@ class IPCLIPLoss(nn.Module):
         _check_pair("text_a", text_a, "text_u", text_u, min_dim=2)
 
         w = self.weights
-        cap = w.upper_bound
-        terms = {
-            "ce_a": F.cross_entropy(logits_a.float(), labels_a),
-            "ce_u": F.cross_entropy(logits_u.float(), labels_u),
-            "ce_ai": F.cross_entropy(logits_ai.float(), labels_a),
-            "ce_ui": F.cross_entropy(logits_ui.float(), labels_a),
-            "mse_dom": F.mse_loss(dom_a.float(), dom_u.float()),
-            "entropy_u": class_entropy(logits_u),
-            "kl_text": class_kl(text_a, text_u),
+        # Per-sample values [N] of every clamped term; the logged term is their mean.
+        samples = {
+            "ce_u": F.cross_entropy(logits_u.float(), labels_u, reduction="none"),
+            "ce_ai": F.cross_entropy(logits_ai.float(), labels_a, reduction="none"),
+            "ce_ui": F.cross_entropy(logits_ui.float(), labels_a, reduction="none"),
+            "mse_dom": (dom_a.float() - dom_u.float()).pow(2).flatten(1).mean(dim=1),
+            "kl_text": per_sample_kl(text_a.detach() if w.kl_stop_authorized else text_a, text_u),
         }
+        bounded = {name: self._bounded(values) for name, values in samples.items()}
+        terms = {"ce_a": F.cross_entropy(logits_a.float(), labels_a)}
+        terms.update({name: values.mean() for name, values in samples.items()})
+        terms["entropy_u"] = class_entropy(logits_u)
         total = (terms["ce_a"]
-                 - w.w_u * torch.clamp(terms["ce_u"], max=cap)
-                 + w.s_ai * w.w_ai * torch.clamp(terms["ce_ai"], max=cap)
-                 - w.w_ui * torch.clamp(terms["ce_ui"], max=cap)
-                 - w.w_m * torch.clamp(terms["mse_dom"], max=cap)
+                 - w.w_u * bounded["ce_u"]
+                 + w.s_ai * w.w_ai * bounded["ce_ai"]
+                 - w.w_ui * bounded["ce_ui"]
+                 - w.w_m * bounded["mse_dom"]
                  + w.w_en * terms["entropy_u"]
-                 - w.w_kl * torch.clamp(terms["kl_text"], max=cap))
+                 - w.w_kl * bounded["kl_text"])
         logged = {name: value.detach() for name, value in terms.items()}
         logged["total"] = total.detach()
         return total, logged
+
+    def _bounded(self, per_sample):
+        """min(term, U): of each sample's value (per_sample_bound) or of their mean (the release)."""
+        cap = self.weights.upper_bound
+        if self.weights.per_sample_bound:
+            return torch.clamp(per_sample, max=cap).mean()
+        return torch.clamp(per_sample.mean(), max=cap)
 
 
 def _check_logits(name, logits, label_name, labels):

@@ -4,6 +4,9 @@ The ownership and authorization scenarios need a mark that is identical on every
 learns to tell marked from clean images), so a pattern is a deterministic boolean mask of the image
 size, computed with numpy broadcasting. Patterns live in a small name -> mask-function table so a
 config can pick one (`INPUT.WATERMARK.PATTERN`); the default `grid` is the release's dense grid.
+`INPUT.WATERMARK.ALPHA` is the mark's opacity: 1 paints the colour (the release), a lower value blends
+it in, for a mark a small or low-resolution CLIP can still see through (a faint mark still separates
+marked from clean images, yet leaves the object recognisable to a model that was not taught to refuse).
 """
 import numbers
 
@@ -60,6 +63,12 @@ def check_rgb(value, key):
     return tuple(int(v) for v in value)
 
 
+def _check_alpha(alpha, key):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"{key} must be a number in (0, 1] (the watermark's opacity, 1: opaque); got {alpha!r}")
+    return float(alpha)
+
+
 def _check_settings(pattern, period, color, prefix=""):
     if pattern not in WATERMARK_PATTERNS:
         raise ValueError(
@@ -77,41 +86,54 @@ def watermark_mask(pattern, height, width, period=2):
     return WATERMARK_PATTERNS[pattern](height, width, period)
 
 
-def _paint(img, mask, color):
+def _blend(values, fill, alpha):
+    """`fill` over the uint8 `values` at opacity `alpha` (exactly `fill` at 1), rounded to uint8."""
+    if alpha == 1.0:
+        return fill
+    mixed = (1.0 - alpha) * values.astype(np.float32) + alpha * np.asarray(fill, dtype=np.float32)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def _paint(img, mask, color, alpha):
     pixels = np.array(img)  # a writable copy
     if img.mode == "L":
         fill = Image.new("RGB", (1, 1), color).convert("L").getpixel((0, 0))  # PIL's own luma
-        pixels[mask] = fill
+        pixels[mask] = _blend(pixels[mask], fill, alpha)
     elif img.mode == "RGB":
-        pixels[mask] = color
+        pixels[mask] = _blend(pixels[mask], color, alpha)
     else:  # RGBA: colour the marked pixels, keep their transparency
-        pixels[mask, :3] = color
+        pixels[mask, :3] = _blend(pixels[mask, :3], color, alpha)
     return Image.fromarray(pixels)
 
 
-def apply_watermark(img, pattern="grid", period=2, color=WHITE):
-    """`img` with the pattern painted in `color`; same size and mode."""
+def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0):
+    """`img` with the pattern painted in `color` at opacity `alpha`; same size and mode."""
     pattern, period, color = _check_settings(pattern, period, color)
+    alpha = _check_alpha(alpha, "alpha")
     mask = WATERMARK_PATTERNS[pattern](img.height, img.width, period)
     if img.mode in ("RGB", "RGBA", "L"):
-        return _paint(img, mask, color)
-    return _paint(img.convert("RGB"), mask, color).convert(img.mode)
+        return _paint(img, mask, color, alpha)
+    return _paint(img.convert("RGB"), mask, color, alpha).convert(img.mode)
 
 
 # Lower-case class name on purpose: the registry key is `__name__`, and test sets / scenarios name
 # this pre-transform "watermark" (e.g. DATASET.TEST_SETS item "unauthorized=source+watermark").
 @PRE_TRANSFORM_REGISTRY.register()
 class watermark:
-    """The watermark configured by INPUT.WATERMARK (PATTERN, PERIOD, COLOR), as a PIL -> PIL callable."""
+    """The watermark configured by INPUT.WATERMARK (PATTERN, PERIOD, COLOR, ALPHA), PIL -> PIL."""
 
     def __init__(self, cfg):
         node = cfg.INPUT.WATERMARK
         self.pattern, self.period, self.color = _check_settings(
             node.PATTERN, node.PERIOD, node.COLOR, prefix="INPUT.WATERMARK."
         )
+        self.alpha = _check_alpha(node.ALPHA, "INPUT.WATERMARK.ALPHA")
 
     def __call__(self, img):
-        return apply_watermark(img, self.pattern, self.period, self.color)
+        return apply_watermark(img, self.pattern, self.period, self.color, self.alpha)
 
     def __repr__(self):
-        return f"watermark(pattern={self.pattern!r}, period={self.period}, color={self.color})"
+        return (
+            f"watermark(pattern={self.pattern!r}, period={self.period}, color={self.color}, "
+            f"alpha={self.alpha})"
+        )
