@@ -142,3 +142,36 @@ def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_pa
     assert ip["authorized"]["accuracy"] > coop["authorized"]["accuracy"] - 10, (ip, coop)
     assert ip["unauthorized"]["accuracy"] < chance + 15, ip
     assert ip["unauthorized"]["accuracy"] < coop["unauthorized"]["accuracy"] - 20, (ip, coop)
+
+
+@pytest.mark.parametrize("scenario, test_sets, unauthorized_sets", [
+    ("ownership", "['authorized=source','unauthorized=source+watermark']", ["unauthorized"]),
+    ("target_free", "['authorized=source','{domain}=each']", ["clipart", "sketch", "painting"]),
+])
+def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path,
+                                                    scenario, test_sets, unauthorized_sets):
+    """The scenario script's runs (CoOp reference and IP-CLIP with configs/trainers/IPCLIP/
+    tiny_<scenario>.yaml, seed 1): IP-CLIP stays near CoOp on the clean source and drops the
+    unauthorized sets (watermarked source / the other domains) far below CoOp. Loose bounds."""
+    common = [
+        "--root", str(toy_root), "--seed", "1", "--source-domains", "photo",
+        "--target-domains", "photo", "--dataset-config-file", "configs/datasets/toy_domains.yaml",
+    ]
+    configs = {"CoOp": "configs/trainers/CoOp/tiny.yaml",
+               "IPCLIP": f"configs/trainers/IPCLIP/tiny_{scenario}.yaml"}
+    results = {}
+    for trainer, config in configs.items():
+        out = tmp_path / trainer
+        train.main(common + [
+            "--trainer", trainer, "--config-file", config, "--output-dir", str(out),
+            "MODEL.CLIP.CACHE_DIR", str(tiny_clip_cache_dir), "DATASET.TEST_SETS", test_sets,
+            "TRAINER.IPCLIP.SCENARIO", scenario,
+        ])
+        final = json.loads((out / "results.json").read_text())["final"]
+        unauthorized = sum(final[name]["accuracy"] for name in unauthorized_sets) / len(unauthorized_sets)
+        results[trainer] = (final["authorized"]["accuracy"], unauthorized)
+    (coop_a, coop_u), (ip_a, ip_u) = results["CoOp"], results["IPCLIP"]
+    chance = 100.0 / 10
+    assert coop_u > chance + 25, results  # the unauthorized sets are not unrecognisable by themselves
+    assert ip_a > coop_a - 15, results
+    assert ip_u < coop_u - 25, results
