@@ -63,11 +63,26 @@ parse_pair_args() {
         TARGET="$3"
     fi
     PAIR="${SOURCE}_${TARGET}"
-    if [ $# -gt 3 ]; then
-        shift 3
+    seeds_after 3 "$@"
+}
+
+# seeds_after N ARG ...: SEEDS from the arguments after the first N (else $SEEDS, else 1 2 3).
+seeds_after() {
+    local n="$1"
+    shift
+    if [ $# -gt "$n" ]; then
+        shift "$n"
         SEEDS="$*"
     fi
     SEEDS="${SEEDS:-1 2 3}"
+}
+
+# use_source SCENARIO SOURCE: SOURCE, TARGET and PAIR of a scenario that needs no target domain.
+use_source() {
+    SOURCE="$2"
+    # The dataset wants a target list; the scenario's unauthorized stream comes from the source.
+    TARGET="$SOURCE"
+    PAIR="${SOURCE}_$1"
 }
 
 # parse_source_args SCENARIO [DATASET SOURCE] [SEED ...]: scenarios that need no target domain.
@@ -76,21 +91,14 @@ parse_source_args() {
     shift
     select_dataset "${1:-toy}"
     if [ "$DATASET" = toy_domains ]; then
-        SOURCE="${2:-$TOY_SOURCE}"
+        use_source "$scenario" "${2:-$TOY_SOURCE}"
     elif [ $# -lt 2 ]; then
         echo "usage: $0 DATASET SOURCE [SEED ...]   (or no arguments for the synthetic benchmark)" >&2
         exit 2
     else
-        SOURCE="$2"
+        use_source "$scenario" "$2"
     fi
-    # The dataset wants a target list; the scenario's unauthorized stream comes from the source.
-    TARGET="$SOURCE"
-    PAIR="${SOURCE}_${scenario}"
-    if [ $# -gt 2 ]; then
-        shift 2
-        SEEDS="$*"
-    fi
-    SEEDS="${SEEDS:-1 2 3}"
+    seeds_after 2 "$@"
 }
 
 run_dir() {  # run_dir TRAINER SEED

@@ -4,9 +4,5 @@
 #   bash scripts/tables/authorization.sh [DATASET] [--dry-run]
 source "$(dirname "$0")/_table.sh"
 parse_table_args "$@"
-for SOURCE in $(domains_of "$DATASET"); do
-    TARGET="$SOURCE"
-    PAIR="${SOURCE}_authorization"
-    run_ipclip authorization
-done
+run_every_source authorization
 finish

@@ -4,9 +4,5 @@
 #   bash scripts/tables/target_free.sh [DATASET] [--dry-run]
 source "$(dirname "$0")/_table.sh"
 parse_table_args "$@"
-for SOURCE in $(domains_of "$DATASET"); do
-    TARGET="$SOURCE"
-    PAIR="${SOURCE}_target_free"
-    run_ipclip target_free
-done
+run_every_source target_free
 finish

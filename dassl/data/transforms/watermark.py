@@ -63,13 +63,7 @@ def check_rgb(value, key):
     return tuple(int(v) for v in value)
 
 
-def _check_alpha(alpha, key):
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
-        raise ValueError(f"{key} must be a number in (0, 1] (the watermark's opacity, 1: opaque); got {alpha!r}")
-    return float(alpha)
-
-
-def _check_settings(pattern, period, color, prefix=""):
+def _check_settings(pattern, period, color, alpha=1.0, prefix=""):
     if pattern not in WATERMARK_PATTERNS:
         raise ValueError(
             f'{prefix}PATTERN "{pattern}" is not a known watermark pattern; '
@@ -77,12 +71,15 @@ def _check_settings(pattern, period, color, prefix=""):
         )
     if not _is_int(period) or period < 1:
         raise ValueError(f"{prefix}PERIOD must be an integer >= 1 (pixels between lines); got {period!r}")
-    return pattern, int(period), check_rgb(color, f"{prefix}COLOR")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"{prefix}ALPHA must be a number in (0, 1] (the watermark's opacity, 1: opaque); "
+                         f"got {alpha!r}")
+    return pattern, int(period), check_rgb(color, f"{prefix}COLOR"), float(alpha)
 
 
 def watermark_mask(pattern, height, width, period=2):
     """Boolean array [height, width]: True on the pixels `pattern` paints."""
-    pattern, period, _ = _check_settings(pattern, period, WHITE)
+    pattern, period, _, _ = _check_settings(pattern, period, WHITE)
     return WATERMARK_PATTERNS[pattern](height, width, period)
 
 
@@ -108,8 +105,7 @@ def _paint(img, mask, color, alpha):
 
 def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0):
     """`img` with the pattern painted in `color` at opacity `alpha`; same size and mode."""
-    pattern, period, color = _check_settings(pattern, period, color)
-    alpha = _check_alpha(alpha, "alpha")
+    pattern, period, color, alpha = _check_settings(pattern, period, color, alpha)
     mask = WATERMARK_PATTERNS[pattern](img.height, img.width, period)
     if img.mode in ("RGB", "RGBA", "L"):
         return _paint(img, mask, color, alpha)
@@ -124,10 +120,9 @@ class watermark:
 
     def __init__(self, cfg):
         node = cfg.INPUT.WATERMARK
-        self.pattern, self.period, self.color = _check_settings(
-            node.PATTERN, node.PERIOD, node.COLOR, prefix="INPUT.WATERMARK."
+        self.pattern, self.period, self.color, self.alpha = _check_settings(
+            node.PATTERN, node.PERIOD, node.COLOR, node.ALPHA, prefix="INPUT.WATERMARK."
         )
-        self.alpha = _check_alpha(node.ALPHA, "INPUT.WATERMARK.ALPHA")
 
     def __call__(self, img):
         return apply_watermark(img, self.pattern, self.period, self.color, self.alpha)
