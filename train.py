@@ -11,6 +11,7 @@ import torch
 
 from dassl.config import get_cfg_default, merge_config_file
 from dassl.engine import build_trainer
+from dassl.engine.run_folder import FINISHED, check_run_folder
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from trainers import register_all
 from trainers.config import extend_cfg
@@ -103,6 +104,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     register_all()
     cfg = setup_cfg(args)
+    # Before anything is written there: a finished run is not redone, another config's run is refused.
+    if not args.no_train and check_run_folder(cfg) == FINISHED:
+        print(f"{cfg.OUTPUT_DIR} holds this run, finished, with the same config (results.json): "
+              "nothing to do. Move the folder away to run it again.")
+        return None
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)

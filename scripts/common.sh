@@ -118,17 +118,20 @@ run_train() {
     if is_finished "$dir"; then
         RUNS_DONE=$((RUNS_DONE + 1))
         echo "[done] ${trainer} ${PAIR} seed ${seed}: ${dir}"
-        return 0
+        [ "$DRY_RUN" = 1 ] && return 0
+        # train.py still looks (a few seconds): it skips the run if results.json holds this config
+        # and stops with the differing keys if not, so that a stale result never reaches a table.
+    else
+        RUNS_TODO=$((RUNS_TODO + 1))
+        if [ "$DRY_RUN" = 1 ]; then
+            echo "[todo] ${trainer} ${PAIR} seed ${seed}: ${dir}"
+            return 0
+        fi
+        echo "[run] ${trainer} ${PAIR} seed ${seed}: ${dir}"
     fi
-    RUNS_TODO=$((RUNS_TODO + 1))
-    if [ "$DRY_RUN" = 1 ]; then
-        echo "[todo] ${trainer} ${PAIR} seed ${seed}: ${dir}"
-        return 0
-    fi
-    echo "[run] ${trainer} ${PAIR} seed ${seed}: ${dir}"
     "$PYTHON" train.py \
         --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
+        --dataset-config-file "${DATA_CFG_FILE:-configs/datasets/${DATASET}.yaml}" \
         --config-file "${CFG_FILE:-configs/trainers/${trainer}/${CFG}.yaml}" \
         --source-domains "$SOURCE" --target-domains "$TARGET" \
         --output-dir "$dir" \
@@ -143,19 +146,24 @@ run_eval_only() {
 }
 
 # run_ipclip SCENARIO: IP-CLIP and its CoOp reference (same test sets) over SEEDS for SOURCE/PAIR.
-# IP-CLIP reads configs/trainers/IPCLIP/${CFG}_${SCENARIO}.yaml when it exists (a scenario's own
-# settings), else ${CFG}.yaml; either way the run is filed under the config name ${CFG}.
+# A scenario may have its own settings, used when the file exists: IP-CLIP reads
+# configs/trainers/IPCLIP/${CFG}_${SCENARIO}.yaml (else ${CFG}.yaml), and both trainers read
+# configs/datasets/${DATASET}_${SCENARIO}.yaml (else ${DATASET}.yaml; e.g. the watermark). Either way
+# the run is filed under the config name ${CFG}.
 run_ipclip() {
-    local scenario="$1" var test_sets ip_cfg
+    local scenario="$1" var test_sets ip_cfg data_cfg
     var="TEST_SETS_$(echo "$scenario" | tr '[:lower:]' '[:upper:]')"
     test_sets="${!var}"
     ip_cfg="configs/trainers/IPCLIP/${CFG}_${scenario}.yaml"
     [ -f "$ip_cfg" ] || ip_cfg="configs/trainers/IPCLIP/${CFG}.yaml"
+    data_cfg="configs/datasets/${DATASET}_${scenario}.yaml"
+    [ -f "$data_cfg" ] || data_cfg="configs/datasets/${DATASET}.yaml"
     for SEED in $SEEDS; do
         # The reference records the scenario it serves (results.json run.scenario) for the tables.
-        run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets" TRAINER.IPCLIP.SCENARIO "$scenario"
-        CFG_FILE="$ip_cfg" run_train IPCLIP "$SEED" TRAINER.IPCLIP.SCENARIO "$scenario" \
-            DATASET.TEST_SETS "$test_sets" CONFIG_NAME "$CFG"
+        DATA_CFG_FILE="$data_cfg" run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets" \
+            TRAINER.IPCLIP.SCENARIO "$scenario"
+        DATA_CFG_FILE="$data_cfg" CFG_FILE="$ip_cfg" run_train IPCLIP "$SEED" \
+            TRAINER.IPCLIP.SCENARIO "$scenario" DATASET.TEST_SETS "$test_sets" CONFIG_NAME "$CFG"
     done
 }
 

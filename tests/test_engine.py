@@ -11,6 +11,7 @@ from PIL import Image
 
 import train
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.run_folder import RunFolderConflict
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -136,15 +137,45 @@ def test_resume_after_crash_matches_uninterrupted_run(tree, tmp_path):
     assert any("log.txt-" in p for p in os.listdir(crashed)), "rerun must not overwrite log.txt"
 
 
-def test_rerun_of_finished_run_only_tests(tree, tmp_path, capsys):
+def test_rerun_of_finished_run_is_skipped(tree, tmp_path, capsys):
     out = tmp_path / "run"
     train.main(_argv(tree, out))
     before = _weights(out)
-    train.main(_argv(tree, out))
-    assert "Found checkpoint" in capsys.readouterr().out
+    results = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    # Paths and hardware may differ between invocations of the same experiment.
+    moved = tmp_path / "moved_data"
+    tree.rename(moved)
+    assert train.main(_argv(moved, out, "DATALOADER.NUM_WORKERS", "1")) is None
+    assert "nothing to do" in capsys.readouterr().out
+    assert (out / "results.json").read_bytes() == results
     after = _weights(out)
     for k in before:
         assert torch.equal(before[k], after[k])
+
+
+def test_output_folder_of_another_config_is_refused(tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    train.main(_argv(tree, out))
+    results = (out / "results.json").read_bytes()
+    with pytest.raises(RunFolderConflict, match=r"finished run .*OPTIM\.LR: 0\.05 there, 0\.1 now"):
+        train.main(_argv(tree, out, "OPTIM.LR", "0.1"))
+    assert (out / "results.json").read_bytes() == results
+    # The command line prints the message, no traceback, exit code 2.
+    assert train.cli(_argv(tree, out, "OPTIM.LR", "0.1")) == 2
+    assert "another --output-dir" in capsys.readouterr().err
+
+
+def test_unfinished_run_of_another_config_is_not_resumed(tree, tmp_path):
+    crashed = tmp_path / "crashed"
+    TinyLinearTrainer.crash_before_epoch = 1
+    try:
+        with pytest.raises(CrashOnEpoch):
+            train.main(_argv(tree, crashed))
+    finally:
+        TinyLinearTrainer.crash_before_epoch = None
+    with pytest.raises(RunFolderConflict, match=r"unfinished run .*OPTIM\.MAX_EPOCH: 2 there, 3 now"):
+        train.main(_argv(tree, crashed, epochs=3))
 
 
 def test_eval_only_with_model_dir(tree, tmp_path):

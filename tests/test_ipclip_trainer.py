@@ -2,6 +2,7 @@
 training step never syncs with the host, and (with the pretrained tiny CLIP) that protection works."""
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,18 +145,30 @@ def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_pa
     assert ip["unauthorized"]["accuracy"] < coop["unauthorized"]["accuracy"] - 20, (ip, coop)
 
 
-@pytest.mark.parametrize("scenario, test_sets, unauthorized_sets", [
-    ("ownership", "['authorized=source','unauthorized=source+watermark']", ["unauthorized"]),
-    ("target_free", "['authorized=source','{domain}=each']", ["clipart", "sketch", "painting"]),
+_AUTHORIZATION_DOMAINS = [f"{domain}{mark}" for mark in ("", "_wm")
+                          for domain in ("photo", "clipart", "sketch", "painting")]
+
+
+@pytest.mark.parametrize("scenario, test_sets, authorized_set, unauthorized_sets", [
+    ("ownership", "['authorized=source','unauthorized=source+watermark']", "authorized",
+     ["unauthorized"]),
+    ("target_free", "['authorized=source','{domain}=each']", "authorized",
+     ["clipart", "sketch", "painting"]),
+    ("authorization", "['{domain}=each','{domain}_wm=each+watermark']", "photo_wm",
+     [name for name in _AUTHORIZATION_DOMAINS if name != "photo_wm"]),
 ])
-def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path,
-                                                    scenario, test_sets, unauthorized_sets):
+def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path, scenario,
+                                                    test_sets, authorized_set, unauthorized_sets):
     """The scenario script's runs (CoOp reference and IP-CLIP with configs/trainers/IPCLIP/
-    tiny_<scenario>.yaml, seed 1): IP-CLIP stays near CoOp on the clean source and drops the
-    unauthorized sets (watermarked source / the other domains) far below CoOp. Loose bounds."""
+    tiny_<scenario>.yaml and the scenario's dataset config, seed 1): IP-CLIP stays near CoOp on the
+    authorized set and drops the unauthorized sets (watermarked source / the other domains / all but
+    the watermarked source) far below CoOp and below its own authorized accuracy. Loose bounds."""
+    dataset_config = Path(f"configs/datasets/toy_domains_{scenario}.yaml")
+    if not dataset_config.is_file():
+        dataset_config = Path("configs/datasets/toy_domains.yaml")
     common = [
         "--root", str(toy_root), "--seed", "1", "--source-domains", "photo",
-        "--target-domains", "photo", "--dataset-config-file", "configs/datasets/toy_domains.yaml",
+        "--target-domains", "photo", "--dataset-config-file", str(dataset_config),
     ]
     configs = {"CoOp": "configs/trainers/CoOp/tiny.yaml",
                "IPCLIP": f"configs/trainers/IPCLIP/tiny_{scenario}.yaml"}
@@ -169,9 +182,10 @@ def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_di
         ])
         final = json.loads((out / "results.json").read_text())["final"]
         unauthorized = sum(final[name]["accuracy"] for name in unauthorized_sets) / len(unauthorized_sets)
-        results[trainer] = (final["authorized"]["accuracy"], unauthorized)
+        results[trainer] = (final[authorized_set]["accuracy"], unauthorized)
     (coop_a, coop_u), (ip_a, ip_u) = results["CoOp"], results["IPCLIP"]
     chance = 100.0 / 10
     assert coop_u > chance + 25, results  # the unauthorized sets are not unrecognisable by themselves
     assert ip_a > coop_a - 15, results
     assert ip_u < coop_u - 25, results
+    assert ip_u < ip_a - 25, results

@@ -1,0 +1,71 @@
+"""What a run's output folder already holds, and whether this run may use it.
+
+A rerun of a finished run must not train again (and overwrite its results), and a folder that holds
+a run made with another config must not be resumed or overwritten: its checkpoints and its
+results.json would silently mix with the new run's, and a table would report a stale number. The
+config saved in results.json is compared with the current one, key by key.
+"""
+from .run_record import cfg_to_dict, read_results
+
+#: Keys (and key prefixes) that may differ between two invocations of the same experiment: where
+#: files live and which hardware runs it.
+IGNORED_KEYS = (
+    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.CLIP.CACHE_DIR", "USE_CUDA", "VERBOSE",
+    "DATALOADER.NUM_WORKERS",
+)
+#: How many differing keys an error message lists.
+MAX_LISTED = 8
+
+NEW, UNFINISHED, FINISHED = "new", "unfinished", "finished"
+
+
+class RunFolderConflict(ValueError):
+    """The output folder holds a run made with a different config."""
+
+
+def flatten(tree, prefix=""):
+    """Nested dicts -> {"A.B.C": value}."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _ignored(key):
+    return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
+
+
+def config_differences(saved, current):
+    """[(key, saved value, current value)] for every key whose values differ (a key missing on one
+    side shows as None there), IGNORED_KEYS excepted; sorted by key."""
+    old, new = flatten(saved), flatten(current)
+    missing = object()
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if a != b and not _ignored(key):
+            diffs.append((key, None if a is missing else a, None if b is missing else b))
+    return diffs
+
+
+def check_run_folder(cfg):
+    """NEW (no results.json), UNFINISHED (a run to resume) or FINISHED (nothing to do) for the run of
+    `cfg` in cfg.OUTPUT_DIR; raises RunFolderConflict if the folder's run used another config."""
+    saved = read_results(cfg.OUTPUT_DIR)
+    if saved is None:
+        return NEW
+    diffs = config_differences(saved.get("config", {}), cfg_to_dict(cfg))
+    if diffs:
+        listed = "; ".join(f"{key}: {a!r} there, {b!r} now" for key, a, b in diffs[:MAX_LISTED])
+        more = f" (and {len(diffs) - MAX_LISTED} more)" if len(diffs) > MAX_LISTED else ""
+        state = "finished" if saved.get("finished") else "unfinished"
+        raise RunFolderConflict(
+            f"the output folder {cfg.OUTPUT_DIR} holds a {state} run made with a different config "
+            f"({listed}{more}). Resuming or overwriting it would mix two experiments. Pass another "
+            "--output-dir (scripts: OUTPUT=...), or move that folder away to run this one there."
+        )
+    return FINISHED if saved.get("finished") else UNFINISHED
