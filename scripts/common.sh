@@ -17,6 +17,9 @@ DRY_RUN="${DRY_RUN:-0}"
 RUNS_DONE=0
 RUNS_TODO=0
 
+# IP-CLIP's scenarios; configs/datasets/<dataset>_<scenario>.yaml holds a scenario's dataset settings.
+SCENARIOS="target_specified target_free ownership authorization"
+
 # The toy pair: trained on product-like photos, protected against line sketches.
 TOY_SOURCE=photo
 TOY_TARGET=sketch
@@ -44,7 +47,8 @@ select_dataset() {
     fi
     if [ ! -f "configs/datasets/${DATASET}.yaml" ]; then
         echo "error: no dataset config configs/datasets/${DATASET}.yaml; available:" \
-            "$(ls configs/datasets | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
+            "$(ls configs/datasets | grep -v -E "_(${SCENARIOS// /|})\.yaml$" | sed 's/\.yaml$//' \
+                | tr '\n' ' ')" >&2
         exit 2
     fi
 }
