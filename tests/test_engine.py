@@ -113,17 +113,22 @@ def test_results_json_named_sets_and_weights_only(tree, tmp_path):
     assert "* accuracy:" in log
 
 
+def _crash_before_second_epoch(tree, out):
+    """Run the 2-epoch training into `out` and let it crash once epoch 1 is checkpointed."""
+    TinyLinearTrainer.crash_before_epoch = 1
+    try:
+        with pytest.raises(CrashOnEpoch):
+            train.main(_argv(tree, out))
+    finally:
+        TinyLinearTrainer.crash_before_epoch = None
+
+
 def test_resume_after_crash_matches_uninterrupted_run(tree, tmp_path):
     clean = tmp_path / "clean"
     train.main(_argv(tree, clean))
 
     crashed = tmp_path / "crashed"
-    TinyLinearTrainer.crash_before_epoch = 1
-    try:
-        with pytest.raises(CrashOnEpoch):
-            train.main(_argv(tree, crashed))
-    finally:
-        TinyLinearTrainer.crash_before_epoch = None
+    _crash_before_second_epoch(tree, crashed)
     assert not (crashed / "results.json").exists() or not json.loads(
         (crashed / "results.json").read_text())["finished"]
     # The same command again resumes from epoch 1 and finishes.
@@ -168,12 +173,7 @@ def test_output_folder_of_another_config_is_refused(tree, tmp_path, capsys):
 
 def test_unfinished_run_of_another_config_is_not_resumed(tree, tmp_path):
     crashed = tmp_path / "crashed"
-    TinyLinearTrainer.crash_before_epoch = 1
-    try:
-        with pytest.raises(CrashOnEpoch):
-            train.main(_argv(tree, crashed))
-    finally:
-        TinyLinearTrainer.crash_before_epoch = None
+    _crash_before_second_epoch(tree, crashed)
     with pytest.raises(RunFolderConflict, match=r"unfinished run .*OPTIM\.MAX_EPOCH: 2 there, 3 now"):
         train.main(_argv(tree, crashed, epochs=3))
 
