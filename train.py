@@ -100,10 +100,31 @@ def build_parser():
     return parser
 
 
+def check_request(args, cfg):
+    """Refuse runs that would record an untrained model as a finished result."""
+    if not args.eval_only and not args.no_train and cfg.OPTIM.MAX_EPOCH < 1:
+        raise ValueError(
+            f"OPTIM.MAX_EPOCH is {cfg.OPTIM.MAX_EPOCH}: training for no epoch would record an untrained "
+            "model as a finished run. Set OPTIM.MAX_EPOCH >= 1, or evaluate a trained model with "
+            "--eval-only --model-dir RUN_FOLDER."
+        )
+
+
+def check_eval_only(args, trainer):
+    """--eval-only evaluates trained weights; only a trainer that learns nothing may go without them."""
+    if args.eval_only and not args.model_dir and trainer.get_model_names():
+        raise ValueError(
+            f"--eval-only without --model-dir would evaluate the untrained {trainer.cfg.TRAINER.NAME} "
+            f"({', '.join(trainer.get_model_names())}) and record it as a finished run. Pass "
+            "--model-dir RUN_FOLDER (and --load-epoch N) of a trained run."
+        )
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     register_all()
     cfg = setup_cfg(args)
+    check_request(args, cfg)
     # Before anything is written there: a finished run is not redone, another config's run is refused.
     if not args.no_train and check_run_folder(cfg) == FINISHED:
         print(f"{cfg.OUTPUT_DIR} holds this run, finished, with the same config (results.json): "
@@ -119,6 +140,7 @@ def main(argv=None):
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
     trainer = build_trainer(cfg)
+    check_eval_only(args, trainer)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
@@ -134,11 +156,17 @@ def cli(argv=None):
     """main() for the command line: bad input ends with its message and exit code 2, no traceback
     (set IPCLIP_TRACEBACK=1 to see one)."""
     from dassl.data.datasets import DatasetError
+    from dassl.engine import NonFiniteLossError
     from trainers.clip_backbone import ClipLoadError
 
     user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError)
     try:
         main(argv)
+    except NonFiniteLossError as err:
+        if os.environ.get("IPCLIP_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except user_errors as err:
         if os.environ.get("IPCLIP_TRACEBACK"):
             raise

@@ -3,6 +3,7 @@ loadable with weights_only=True, eval-only, and a resumed run ending with the sa
 uninterrupted one."""
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -45,6 +46,22 @@ class TinyLinearTrainer(TrainerX):
         self.model_backward_and_update(loss)
         if self.batch_idx + 1 == self.num_batches:
             self.update_lr()
+        return {"loss": loss.detach()}
+
+
+@TRAINER_REGISTRY.register(force=True)
+class NaNLossTrainer(TinyLinearTrainer):
+    """Returns a NaN loss tensor from epoch 2, batch 3 on, the way a fused GPU step would: no host
+    check of its own (the engine has to notice)."""
+
+    def forward_backward(self, batch):
+        x, y, _ = self.parse_batch_train(batch)
+        loss = nn.functional.cross_entropy(self.model(x), y)
+        if (self.epoch, self.batch_idx) >= (1, 2):
+            return {"loss": loss.detach() * float("nan")}
+        self.optim.zero_grad()
+        loss.backward()
+        self.optim.step()
         return {"loss": loss.detach()}
 
 
@@ -205,3 +222,48 @@ def test_eval_only_missing_checkpoint_is_clear(tree, tmp_path):
 def test_unknown_config_key_is_rejected(tree, tmp_path):
     with pytest.raises((KeyError, AssertionError), match="NOT_A_KEY"):
         train.main(_argv(tree, tmp_path / "x", "OPTIM.NOT_A_KEY", "1"))
+
+
+@pytest.mark.parametrize("trainer, first_bad", [("NaNLossTrainer", r"epoch 2/2, batch 3/6"),
+                                                 ("TinyLinearTrainer", r"epoch [12]/2, batch \d/6")])
+def test_non_finite_loss_stops_the_run_unfinished(tree, tmp_path, capsys, trainer, first_bad):
+    """A NaN loss (seen by the engine's device-side watch, or by upstream's detect_anomaly) ends the
+    run with exit status 1 and a message naming the epoch and batch; nothing says it finished."""
+    out = tmp_path / "run"
+    argv = _argv(tree, out, "TRAIN.PRINT_FREQ", "100")
+    argv[argv.index("TinyLinearTrainer")] = trainer
+    if trainer == "TinyLinearTrainer":
+        argv += ["OPTIM.LR", "1e38"]  # the first update overflows the weights to inf
+    assert train.cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "NaN" in err and re.search(first_bad, err) and "Traceback" not in err
+    record = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    assert not record.get("finished", False)
+    assert not (out / "model" / "model.pth.tar-2").exists(), "the collapsed epoch left a checkpoint"
+
+
+def test_results_json_is_strict_json(tree, tmp_path):
+    """Python's json writes NaN as a bare token that strict parsers reject: non-finite values are null."""
+    from dassl.engine.run_record import RunRecord
+
+    cfg = train.setup_cfg(train.build_parser().parse_args(_argv(tree, tmp_path / "rec")))
+    record = RunRecord(cfg)
+    record.add_epoch(1, train={"loss": float("nan"), "acc": float("inf")}, lr=0.1)
+    record.save()
+
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    data = json.loads((tmp_path / "rec" / "results.json").read_text(), parse_constant=reject)
+    assert data["epochs"][0]["train"] == {"loss": None, "acc": None}
+
+
+def test_zero_epochs_and_eval_only_without_weights_are_refused(tree, tmp_path, capsys):
+    """Both would record an untrained model as a finished run."""
+    assert train.cli(_argv(tree, tmp_path / "zero", epochs=0)) == 2
+    assert "OPTIM.MAX_EPOCH is 0" in capsys.readouterr().err
+    assert not (tmp_path / "zero" / "results.json").exists()
+    argv = ["--eval-only"] + _argv(tree, tmp_path / "eval")
+    assert train.cli(argv) == 2
+    assert "--eval-only without --model-dir" in capsys.readouterr().err
+    assert not (tmp_path / "eval" / "results.json").exists()

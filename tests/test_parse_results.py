@@ -397,6 +397,29 @@ def test_unfinished_run_is_never_averaged(tmp_path):
     assert any("unfinished" in i.problem for i in issues)
 
 
+def test_collapsed_runs_are_never_averaged(tmp_path):
+    """A run whose losses were not finite, or whose model is at chance on every set, is no result: for
+    IP-CLIP a collapsed model's low unauthorized accuracy would pass for protection."""
+    write_run(tmp_path, "IPCLIP", "c", "a", "b", 1, {"authorized": 80.0, "unauthorized": 5.0})
+    nan_run = write_run(tmp_path, "IPCLIP", "c", "a", "b", 2, {"authorized": 10.0, "unauthorized": 9.0})
+    chance_run = write_run(tmp_path, "IPCLIP", "c", "a", "b", 3, {"authorized": 12.0, "unauthorized": 8.0})
+    low_run = write_run(tmp_path, "IPCLIP", "c", "a", "b", 4, {"authorized": 60.0, "unauthorized": 3.0})
+    for folder, epochs, classes in ((nan_run, [{"epoch": 1, "train": {"loss": float("nan")}}], 10),
+                                    (chance_run, [{"epoch": 1, "train": {"loss": -2.0}}], 10),
+                                    (low_run, [{"epoch": 1, "train": {"loss": None, "ce_a": 1.0}}], None)):
+        data = json.loads((folder / "results.json").read_text())
+        data["epochs"], data["run"]["num_classes"] = epochs, classes
+        (folder / "results.json").write_text(json.dumps(data))  # bare NaN, as older versions wrote
+    summaries, issues = pr.aggregate(pr.group_runs(pr.load_runs(tmp_path)))
+    assert summaries[0].seeds == (1,) and summaries[0].sets["unauthorized"].mean == 5.0
+    problems = {int(i.seed): i.problem for i in issues if i.seed}
+    assert "'loss' was nan" in problems[2] and "not averaged" in problems[2]
+    assert "every test set below 2 x chance (20.0%)" in problems[3]
+    assert "'loss' was None" in problems[4]
+    # Without the class count a low but above-zero run is not called collapsed.
+    assert pr.run_defect({"run": {}}, {"x": {"accuracy": 12.0}}, []) == ""
+
+
 LOG = """\
 ***************
 ** Arguments **

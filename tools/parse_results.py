@@ -172,6 +172,7 @@ class Run:
     finished: bool
     final: dict[str, dict[str, float]]
     epochs: list[dict] = field(default_factory=list)
+    defect: str = ""  # why a finished run must not be averaged (collapsed), else ""
 
 
 _SCENARIO_FOLDER = re.compile(rf".+_({'|'.join(s for s in SCENARIOS if s != TARGET_SPECIFIED)})")
@@ -251,7 +252,37 @@ def run_from_results(data, path: Path) -> Run:
         folder_scenario="" if scenario else folder_scenario(path),
     )
     return Run(path=path, key=key, seed=seed, finished=bool(data.get("finished", False)), final=final,
-               epochs=epochs)
+               epochs=epochs, defect=run_defect(data, final, epochs))
+
+
+#: A run is "at chance" when every test set's accuracy is below this multiple of chance (1 / classes).
+CHANCE_MULTIPLE = 2.0
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def run_defect(data: dict, final: dict, epochs: list) -> str:
+    """Why a run that says it finished is no result: its recorded losses were not finite (NaN and
+    infinity are written as null by this project, as bare NaN by older versions), or its model is at
+    chance level on every test set (a collapsed model; for IP-CLIP it would pass for protection)."""
+    for entry in epochs:
+        for name, value in (entry.get("train") or {}).items():
+            if not _is_finite_number(value):
+                return (f"collapsed: training term '{name}' was {value!r} (not finite) at epoch "
+                        f"{entry.get('epoch')}")
+    classes = (data.get("run") or {}).get("num_classes")
+    accuracies = [v.get("accuracy") for v in final.values()]
+    if isinstance(classes, int) and classes > 1 and accuracies:
+        chance = 100.0 / classes
+        if all(_is_finite_number(a) and a < CHANCE_MULTIPLE * chance for a in accuracies):
+            return (f"collapsed: every test set below {CHANCE_MULTIPLE:g} x chance "
+                    f"({CHANCE_MULTIPLE * chance:.1f}%)")
+    for name, value in final.items():
+        if not _is_finite_number(value.get("accuracy")):
+            return f"test set '{name}' has no finite accuracy"
+    return ""
 
 
 def read_results_file(path: Path) -> Run:
@@ -522,6 +553,8 @@ def aggregate(
                 note(run.seed, "unfinished (finished: false), not averaged", run.path)
             elif not run.final:
                 note(run.seed, "finished but has no final results", run.path)
+            elif run.defect:
+                note(run.seed, f"{run.defect}; not averaged", run.path)
             else:
                 used.append(run)
         for seed in sorted(expected - {r.seed for r in runs}):

@@ -1,7 +1,7 @@
 """Pretrain the built-in tiny CLIP (`tiny-rn`) into the cache, then report its zero-shot accuracy.
 
 Usage (from the repository root):
-    python tools/pretrain_tiny_clip.py [--cache-dir DIR] [--force] [--root DATA]
+    python tools/pretrain_tiny_clip.py [--seed N] [--cache-dir DIR] [--force] [--root DATA]
 
 Training is deterministic and happens once per recipe; later calls only evaluate the cached file.
 The accuracy is measured with the prompt "a photo of a {}." (ZeroshotCLIP's template for ToyDomains)
@@ -52,22 +52,29 @@ def main(argv=None):
     default_cache = extend_cfg(get_cfg_default()).MODEL.CLIP.CACHE_DIR
     parser.add_argument("--cache-dir", default=default_cache,
                         help=f"folder of the cached weights (MODEL.CLIP.CACHE_DIR; default {default_cache})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="pretraining seed (default 0: the backbone `tiny-rn`; N > 0: `tiny-rn-seedN`, "
+                             "the same recipe from another seed, cached in its own file)")
     parser.add_argument("--force", action="store_true", help="train again even if the cached file exists")
     parser.add_argument("--root", default="data",
                         help="DATASET.ROOT holding (or receiving) the ToyDomains benchmark (default: data)")
     args = parser.parse_args(argv)
 
     from trainers.clip_backbone import load_clip_file
-    from trainers.tiny_clip import DEFAULT_RECIPE, cached_weights_path, ensure_tiny_clip_weights
+    from trainers.tiny_clip import backbone_name, cached_weights_path, ensure_tiny_clip_weights, recipe_for_seed
 
-    path = cached_weights_path(args.cache_dir, DEFAULT_RECIPE)
+    try:
+        recipe = recipe_for_seed(args.seed)
+    except ValueError as err:
+        parser.error(str(err))
+    path = cached_weights_path(args.cache_dir, recipe)
     if osp.isfile(path) and not args.force:
         print(f"Using the cached tiny CLIP {path}")
     start = time.time()
-    path = ensure_tiny_clip_weights(args.cache_dir, DEFAULT_RECIPE, force=args.force)
+    path = ensure_tiny_clip_weights(args.cache_dir, recipe, force=args.force)
     model = load_clip_file(path)
-    rows, num_classes = evaluate_on_benchmark(model, args.root, DEFAULT_RECIPE)
-    print(f"Zero-shot accuracy of {osp.basename(path)} with \"a photo of a {{}}.\" "
+    rows, num_classes = evaluate_on_benchmark(model, args.root, recipe)
+    print(f"Zero-shot accuracy of {backbone_name(args.seed)} ({osp.basename(path)}) with \"a photo of a {{}}.\" "
           f"(chance {100.0 / num_classes:.1f}%):")
     print(tabulate(rows, headers=("domain", "test images", "accuracy %"), floatfmt=".1f"))
     print(f"Done in {time.time() - start:.0f} s")

@@ -32,8 +32,9 @@ __all__ = [
     "load_clip_for_trainer",
 ]
 
-# Built-in names whose weights the project trains itself (cached in MODEL.CLIP.CACHE_DIR).
-BUILTIN_PRETRAINED = ("tiny-rn",)
+# Built-in names whose weights the project trains itself (cached in MODEL.CLIP.CACHE_DIR);
+# `tiny-rn-seed<N>` is the same recipe pretrained from seed N.
+BUILTIN_PRETRAINED = (tiny_clip.BACKBONE_NAME, f"{tiny_clip.BACKBONE_NAME}-seed<N>")
 # Seconds without data before an OpenAI download is declared failed (offline machines).
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -212,8 +213,9 @@ def load_clip_to_cpu(cfg):
     cache_dir = osp.abspath(osp.expanduser(cfg.MODEL.CLIP.CACHE_DIR))
     if name in clip.available_models():
         return load_clip_file(_openai_weights_path(name, cache_dir))
-    if name == "tiny-rn":
-        path = tiny_clip.ensure_tiny_clip_weights(cache_dir)
+    tiny_seed = tiny_clip.parse_backbone_name(name)
+    if tiny_seed is not None:
+        path = tiny_clip.ensure_tiny_clip_weights(cache_dir, tiny_clip.recipe_for_seed(tiny_seed))
         return load_clip_file(path)
     if name in RANDOM_ARCHITECTURES:
         raise ClipLoadError(

@@ -54,11 +54,17 @@ def extend_cfg(cfg):
     # Words whose token embeddings the M image tokens start from, e.g. "a photo of a" (must be M
     # tokens); "": random start.
     ip.IMAGE_TOKEN_INIT = ""
+    # Words whose token embeddings the L domain tokens start from (their learned per-layer offset),
+    # repeated to fill L tokens, e.g. "." -> ". . . ." on a 4-stage ResNet; "": start near zero.
+    ip.DOMAIN_TOKEN_INIT = ""
     # Hidden width of the projector's per-layer MLPs (0: text width // 4).
     ip.PROJECTOR_HIDDEN = 0
     # Soft bound (tanh) on every prompt-token coordinate, in units of the RMS of CLIP's token
     # embeddings; keeps the maximised domain-token distance from blowing the prompts up (0: no bound).
     ip.TOKEN_BOUND = 4.0
+    # What TOKEN_BOUND bounds: "coordinate" (each coordinate, unit: the RMS of a token-embedding
+    # coordinate) or "norm" (each token's length, direction kept; unit: the mean token-embedding norm).
+    ip.TOKEN_BOUND_TYPE = "coordinate"
     # K: image features kept per class in each style bank.
     ip.BANK_SIZE = 5
     # Train the style-enhancement branch (the release never optimises it: False reproduces that).

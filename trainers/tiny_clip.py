@@ -9,11 +9,13 @@ The pool is drawn from a random stream of its own, never from the benchmark's fi
 evaluation prompt "a photo of a {}." is kept out of the captions so that prompt learning has room to
 improve on zero-shot.
 """
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import os.path as osp
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -32,6 +34,10 @@ from datasets.toy_render import CLASSNAMES, DOMAINS, RENDER_VERSION, render_imag
 __all__ = [
     "TinyClipRecipe",
     "DEFAULT_RECIPE",
+    "BACKBONE_NAME",
+    "backbone_name",
+    "parse_backbone_name",
+    "recipe_for_seed",
     "EVAL_TEMPLATE",
     "CLIP_MEAN",
     "CLIP_STD",
@@ -111,6 +117,33 @@ class TinyClipRecipe:
 
 
 DEFAULT_RECIPE = TinyClipRecipe()
+
+#: MODEL.BACKBONE.NAME of the tiny CLIP; `tiny-rn-seed<N>` is the same recipe pretrained from seed N
+#: (its own pool, initialisation and batch order): a stand-in for "the same recipe on another
+#: machine", whose float kernels give slightly different weights.
+BACKBONE_NAME = "tiny-rn"
+_SEEDED_NAME = re.compile(r"^tiny-rn-seed(\d+)$")
+
+
+def recipe_for_seed(seed):
+    """The default recipe pretrained from `seed` (seed 0 is DEFAULT_RECIPE itself)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"a tiny CLIP pretraining seed is an integer >= 0, got {seed!r}")
+    return dataclasses.replace(DEFAULT_RECIPE, seed=seed)
+
+
+def backbone_name(seed=0):
+    """MODEL.BACKBONE.NAME of the tiny CLIP pretrained from `seed` (`tiny-rn` for the default 0)."""
+    recipe_for_seed(seed)  # validates
+    return BACKBONE_NAME if seed == DEFAULT_RECIPE.seed else f"{BACKBONE_NAME}-seed{seed}"
+
+
+def parse_backbone_name(name):
+    """The pretraining seed a tiny-CLIP backbone name asks for, or None if it names no tiny CLIP."""
+    if name == BACKBONE_NAME:
+        return DEFAULT_RECIPE.seed
+    match = _SEEDED_NAME.match(name)
+    return int(match.group(1)) if match else None
 
 
 def build_tiny_clip(recipe=DEFAULT_RECIPE):

@@ -4,6 +4,7 @@ Written atomically after every evaluation, so a crash never leaves a half-writte
 run keeps the epochs it had already recorded.
 """
 import json
+import math
 import os
 import time
 
@@ -18,6 +19,18 @@ def cfg_to_dict(node):
     if isinstance(node, (list, tuple)):
         return [cfg_to_dict(v) for v in node]
     return node
+
+
+def finite_or_none(value):
+    """Nested data with every non-finite float replaced by None: strict JSON has no NaN/Infinity
+    (Python's json writes them as bare NaN, which other parsers reject)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def run_identity(cfg):
@@ -62,6 +75,10 @@ class RunRecord:
         self._start = time.time()
         self._previous_wall = 0.0
 
+    def set_num_classes(self, num_classes):
+        """Recorded so that readers can tell chance level (a collapsed run) from protection."""
+        self.data["run"]["num_classes"] = int(num_classes)
+
     def keep_previous(self, upto_epoch):
         """On resume: keep the epochs (<= upto_epoch) and the wall time an earlier attempt recorded."""
         old = read_results(os.path.dirname(self.path))
@@ -92,5 +109,5 @@ class RunRecord:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(self.data, f, indent=2)
+            json.dump(finite_or_none(self.data), f, indent=2, allow_nan=False)
         os.replace(tmp, self.path)

@@ -6,6 +6,7 @@ run ends with the same weights as an uninterrupted one); `load_model` copes with
 several named test sets are evaluated in one run; every run writes `results.json`.
 """
 import datetime
+import math
 import os
 import os.path as osp
 import time
@@ -26,6 +27,47 @@ from dassl.utils import (
 )
 
 from .run_record import RunRecord
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: the run stops and is never marked finished."""
+
+
+class _NonFiniteWatch:
+    """Remembers, on the loss's device, the first batch of an epoch whose loss was not finite.
+
+    Checking every step with `if not torch.isfinite(loss)` would synchronise with the GPU each step;
+    the flag is read only when the meters are printed and at the end of the epoch (before its
+    checkpoint is written), so a collapsed run never saves weights or a finished results.json.
+    """
+
+    def __init__(self):
+        self.first_bad = None
+
+    def update(self, loss, batch_idx):
+        if torch.is_tensor(loss):
+            bad = ~torch.isfinite(loss.detach()).all()
+        else:
+            bad = torch.tensor(not math.isfinite(float(loss)))
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.long, device=bad.device)
+        self.first_bad = torch.where((self.first_bad < 0) & bad, batch_idx, self.first_bad)
+
+    def check(self, epoch, max_epoch, num_batches, meters):
+        if self.first_bad is None or int(self.first_bad) < 0:
+            return
+        bad = [k for k, m in meters.items() if not math.isfinite(m.avg)]
+        raise NonFiniteLossError(nonfinite_message(epoch, max_epoch, int(self.first_bad), num_batches,
+                                                   ", ".join(bad) or "none of the logged terms"))
+
+
+def nonfinite_message(epoch, max_epoch, batch_idx, num_batches, terms):
+    return (
+        f"Loss is infinite or NaN! At epoch {epoch + 1}/{max_epoch}, batch {batch_idx + 1}/{num_batches} "
+        f"(terms not finite: {terms}). The run stops here: no checkpoint of this epoch is saved and "
+        "results.json is not marked finished. Lower OPTIM.LR, check the loss weights, or use PREC fp32 "
+        "to find the cause."
+    )
 
 
 class _RunningMean:
@@ -180,7 +222,9 @@ class TrainerBase:
 
     def detect_anomaly(self, loss):
         if not torch.isfinite(loss).all():
-            raise FloatingPointError("Loss is infinite or NaN!")
+            raise NonFiniteLossError(nonfinite_message(
+                getattr(self, "epoch", 0), getattr(self, "max_epoch", 0), getattr(self, "batch_idx", 0),
+                getattr(self, "num_batches", 0), "loss"))
 
     def init_writer(self, log_dir):
         if self.__dict__.get("_writer") is None or self._writer is None:
@@ -276,6 +320,7 @@ class SimpleTrainer(TrainerBase):
         self.record = RunRecord(cfg)
         self.last_test_results = OrderedDict()
         self.build_data_loader()
+        self.record.set_num_classes(self.num_classes)
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -float("inf")
@@ -413,11 +458,14 @@ class SimpleTrainer(TrainerBase):
         meters = OrderedDict()
         batch_time_sum = data_time_sum = 0.0
         self.num_batches = num_batches
+        watch = _NonFiniteWatch()
         end = time.time()
         for self.batch_idx in range(self.num_batches):
             batch = next_batch()
             data_time = time.time() - end
             loss_summary = self.forward_backward(*batch)
+            if "loss" in loss_summary:
+                watch.update(loss_summary["loss"], self.batch_idx)
             for k, v in loss_summary.items():
                 meters.setdefault(k, _RunningMean()).update(v)
             batch_time = time.time() - end
@@ -427,6 +475,7 @@ class SimpleTrainer(TrainerBase):
             meet_freq = n_done % self.cfg.TRAIN.PRINT_FREQ == 0
             only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
             if meet_freq or only_few_batches:
+                watch.check(self.epoch, self.max_epoch, self.num_batches, meters)
                 remaining = self.num_batches - n_done
                 remaining += (self.max_epoch - self.epoch - 1) * self.num_batches
                 eta = datetime.timedelta(seconds=int(batch_time_sum / n_done * remaining))
@@ -448,6 +497,7 @@ class SimpleTrainer(TrainerBase):
                 if lr is not None:
                     self.write_scalar("train/lr", lr, step)
             end = time.time()
+        watch.check(self.epoch, self.max_epoch, self.num_batches, meters)
         self._epoch_train_summary = {k: round(m.avg, 6) for k, m in meters.items()}
 
 

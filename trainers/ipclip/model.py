@@ -31,19 +31,25 @@ class IPLearner(nn.Module):
 
 class IPCLIPModel(nn.Module):
     def __init__(self, clip_model, classnames, n_image_tokens, projector_hidden, bank_size,
-                 branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init=""):
+                 branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
+                 domain_token_init="", token_bound_type="coordinate"):
         super().__init__()
         self.clip_model = clip_model
         self.tap = VisualFeatureTap(clip_model.visual)  # a plain object: hooks only, no parameters
         text_width = clip_model.ln_final.weight.shape[0]
         embed_dim = clip_model.text_projection.shape[1]
-        # TOKEN_BOUND is in units of the RMS of CLIP's own token embeddings (whatever the backbone).
-        embedding_rms = clip_model.token_embedding.weight.detach().float().pow(2).mean().sqrt()
+        # TOKEN_BOUND is in units of CLIP's own token embeddings (whatever the backbone): their
+        # coordinate RMS for a coordinate bound, their mean norm for a norm bound.
+        words = clip_model.token_embedding.weight.detach().float()
+        unit = words.pow(2).mean().sqrt() if token_bound_type == "coordinate" else words.norm(dim=1).mean()
         projector = IPProjector(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
                                 hidden=projector_hidden or None,
-                                token_bound=float(token_bound * embedding_rms) or None)
+                                token_bound=float(token_bound * unit) or None, bound_type=token_bound_type)
         if image_token_init:
             projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
+        if domain_token_init:
+            projector.init_domain_tokens(_repeated_word_embeddings(
+                clip_model, domain_token_init, projector.n_domain_tokens))
         banks = IPStyleBanks(len(classnames), bank_size, embed_dim)
         branch = StyleEnhancement(embed_dim, hidden=branch_hidden or None)
         self.learner = IPLearner(projector, banks, branch)
@@ -99,6 +105,14 @@ class IPCLIPModel(nn.Module):
         logits_ai = scale * torch.einsum("be,bce->bc", self_enhanced.float(), text_a)
         logits_ui = scale * torch.einsum("be,bce->bc", cross_domain.float(), text_u)
         return logits_ai, logits_ui
+
+
+def _repeated_word_embeddings(clip_model, words, n_tokens):
+    """Token embeddings [n_tokens, D] of `words` repeated as often as needed and cut to n_tokens
+    (e.g. "." -> ". . . ." for a 4-stage ResNet, 12 dots for ViT-B/16): one value for any depth."""
+    template = PromptTemplate(clip_model, ["x"], n_ctx=1, ctx_init=words)
+    repeats = -(-n_tokens // template.n_ctx)
+    return template.init_context.repeat(repeats, 1)[:n_tokens]
 
 
 def _word_embeddings(clip_model, words, n_tokens):

@@ -90,7 +90,8 @@ class IPCLIP(TrainerXU):
             n_image_tokens=icfg.N_IMAGE_TOKENS, projector_hidden=icfg.PROJECTOR_HIDDEN,
             bank_size=icfg.BANK_SIZE, branch_hidden=icfg.BRANCH_HIDDEN,
             text_chunk_size=icfg.TEXT_CHUNK_SIZE, token_bound=icfg.TOKEN_BOUND,
-            image_token_init=icfg.IMAGE_TOKEN_INIT,
+            token_bound_type=icfg.TOKEN_BOUND_TYPE,
+            image_token_init=icfg.IMAGE_TOKEN_INIT, domain_token_init=icfg.DOMAIN_TOKEN_INIT,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
