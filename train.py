@@ -126,7 +126,8 @@ def main(argv=None):
     cfg = setup_cfg(args)
     check_request(args, cfg)
     # Before anything is written there: a finished run is not redone, another config's run is refused.
-    if not args.no_train and check_run_folder(cfg) == FINISHED:
+    defaults = extend_cfg(get_cfg_default())
+    if not args.no_train and check_run_folder(cfg, defaults) == FINISHED:
         print(f"{cfg.OUTPUT_DIR} holds this run, finished, with the same config (results.json): "
               "nothing to do. Move the folder away to run it again.")
         return None

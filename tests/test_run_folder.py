@@ -25,6 +25,18 @@ def test_differences_list_changed_added_and_removed_keys_but_not_paths():
     assert config_differences({"VERBOSE_X": 1}, {"VERBOSE_X": 2}) == [("VERBOSE_X", 1, 2)]
 
 
+def test_a_key_added_since_the_run_counts_only_when_set_away_from_its_default():
+    """A run made before a key existed ran with the behaviour the key's default keeps."""
+    saved = {"OPTIM": {"LR": 0.1}}
+    defaults = {"OPTIM": {"LR": 0.002, "NEW_SWITCH": False}}
+    assert config_differences(saved, {"OPTIM": {"LR": 0.1, "NEW_SWITCH": False}}, defaults) == []
+    assert config_differences(saved, {"OPTIM": {"LR": 0.1, "NEW_SWITCH": True}}, defaults) == [
+        ("OPTIM.NEW_SWITCH", None, True)]
+    # Without the defaults every new key is a difference.
+    assert config_differences(saved, {"OPTIM": {"LR": 0.1, "NEW_SWITCH": False}}) == [
+        ("OPTIM.NEW_SWITCH", None, False)]
+
+
 def _cfg(out, **changes):
     cfg = get_cfg_default()
     cfg.OUTPUT_DIR = str(out)

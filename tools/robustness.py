@@ -207,13 +207,15 @@ def run_status(spec: RunSpec) -> str:
     """'done' (finished with this config), 'partial' (resumable) or 'todo'; a folder holding another
     config raises RunFolderConflict (the run would be refused by train.py)."""
     import train
+    from dassl.config import get_cfg_default
     from dassl.engine.run_folder import FINISHED, NEW, check_run_folder
+    from trainers.config import extend_cfg
 
     args = train.build_parser().parse_args(spec.argv())
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        state = check_run_folder(train.setup_cfg(args))
+        state = check_run_folder(train.setup_cfg(args), extend_cfg(get_cfg_default()))
     finally:
         os.chdir(cwd)
     return {FINISHED: "done", NEW: "todo"}.get(state, "partial")

@@ -39,26 +39,36 @@ def _ignored(key):
     return any(key == k or key.startswith(k + ".") for k in IGNORED_KEYS)
 
 
-def config_differences(saved, current):
+def config_differences(saved, current, defaults=None):
     """[(key, saved value, current value)] for every key whose values differ (a key missing on one
-    side shows as None there), IGNORED_KEYS excepted; sorted by key."""
+    side shows as None there), IGNORED_KEYS excepted; sorted by key.
+
+    `defaults` (the default config tree): a key the saved run does not have, set now to its default,
+    is no difference: the key was added after that run, and a new key's default keeps the behaviour
+    the code had before it existed.
+    """
     old, new = flatten(saved), flatten(current)
+    default = flatten(defaults) if defaults else {}
     missing = object()
     diffs = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, missing), new.get(key, missing)
+        if a is missing and key in default and default[key] == b:
+            continue
         if a != b and not _ignored(key):
             diffs.append((key, None if a is missing else a, None if b is missing else b))
     return diffs
 
 
-def check_run_folder(cfg):
+def check_run_folder(cfg, defaults=None):
     """NEW (no results.json), UNFINISHED (a run to resume) or FINISHED (nothing to do) for the run of
-    `cfg` in cfg.OUTPUT_DIR; raises RunFolderConflict if the folder's run used another config."""
+    `cfg` in cfg.OUTPUT_DIR; raises RunFolderConflict if the folder's run used another config.
+    `defaults`: the default config (see config_differences)."""
     saved = read_results(cfg.OUTPUT_DIR)
     if saved is None:
         return NEW
-    diffs = config_differences(saved.get("config", {}), cfg_to_dict(cfg))
+    diffs = config_differences(saved.get("config", {}), cfg_to_dict(cfg),
+                               cfg_to_dict(defaults) if defaults is not None else None)
     if diffs:
         listed = "; ".join(f"{key}: {a!r} there, {b!r} now" for key, a, b in diffs[:MAX_LISTED])
         more = f" (and {len(diffs) - MAX_LISTED} more)" if len(diffs) > MAX_LISTED else ""
