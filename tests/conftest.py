@@ -2,13 +2,46 @@
 
 Generating the benchmark and training the tiny CLIP are done once per session (the tiny CLIP once per
 machine: its weights are cached in MODEL.CLIP.CACHE_DIR, `~/.cache/clip` by default).
+
+`--tiny-clip-seed N` (or the environment variable TINY_CLIP_SEED) runs the tests that use the
+pretrained tiny CLIP on `tiny-rn-seed<N>`: the same recipe pretrained from another seed stands in for
+the same recipe on another machine, whose float kernels give slightly different weights.
 """
+import os
 import os.path as osp
 
 import pytest
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
+
+
+TINY_CLIP_SEED_ENV = "TINY_CLIP_SEED"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--tiny-clip-seed", type=int, default=None,
+                     help=f"pretraining seed of the tiny CLIP the end-to-end tests use (default: "
+                          f"${TINY_CLIP_SEED_ENV}, else 0, i.e. `tiny-rn`)")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_seed(request):
+    seed = request.config.getoption("--tiny-clip-seed")
+    if seed is None:
+        value = os.environ.get(TINY_CLIP_SEED_ENV, "0")
+        if not value.isdigit():
+            raise pytest.UsageError(f"{TINY_CLIP_SEED_ENV} must be an integer >= 0, got {value!r}")
+        seed = int(value)
+    return seed
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_backbone(tiny_clip_seed):
+    """MODEL.BACKBONE.NAME of the pretrained tiny CLIP under test (`tiny-rn` or `tiny-rn-seed<N>`)."""
+    from trainers.tiny_clip import backbone_name
+
+    return backbone_name(tiny_clip_seed)
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +88,14 @@ def toy_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_clip_cache_dir():
-    """A MODEL.CLIP.CACHE_DIR holding the default-recipe tiny CLIP weights.
+def tiny_clip_cache_dir(tiny_clip_seed):
+    """A MODEL.CLIP.CACHE_DIR holding the weights of the tiny CLIP under test (`tiny_clip_backbone`).
 
     The default cache folder is reused when the file is there; otherwise the weights are trained
-    once into it (minutes; `python tools/pretrain_tiny_clip.py` does the same ahead of time).
+    once into it (minutes; `python tools/pretrain_tiny_clip.py --seed N` does the same ahead of time).
     """
-    from trainers.tiny_clip import DEFAULT_RECIPE, ensure_tiny_clip_weights
+    from trainers.tiny_clip import ensure_tiny_clip_weights, recipe_for_seed
 
     cache_dir = osp.expanduser(extend_cfg(get_cfg_default()).MODEL.CLIP.CACHE_DIR)
-    path = ensure_tiny_clip_weights(cache_dir, DEFAULT_RECIPE)
+    path = ensure_tiny_clip_weights(cache_dir, recipe_for_seed(tiny_clip_seed))
     return osp.dirname(path)

@@ -155,15 +155,45 @@ def test_vit_b16_shape_has_vit_b16_sizes():
     assert model.transformer.width == 512 and model.visual.input_resolution == 224
 
 
+def test_tiny_clip_names_carry_the_pretraining_seed():
+    assert tiny_clip.backbone_name(0) == "tiny-rn" and tiny_clip.backbone_name(3) == "tiny-rn-seed3"
+    for seed in (0, 3):
+        assert tiny_clip.parse_backbone_name(tiny_clip.backbone_name(seed)) == seed
+    assert tiny_clip.parse_backbone_name("tiny-rn-seed0") == 0
+    assert tiny_clip.parse_backbone_name("tiny-rn-seedx") is None
+    assert tiny_clip.parse_backbone_name("ViT-B/16") is None
+    assert tiny_clip.recipe_for_seed(0) == tiny_clip.DEFAULT_RECIPE
+    assert tiny_clip.recipe_for_seed(3).filename != tiny_clip.DEFAULT_RECIPE.filename
+    with pytest.raises(ValueError, match="integer >= 0"):
+        tiny_clip.recipe_for_seed(-1)
+
+
+def test_seeded_tiny_clip_is_pretrained_into_its_own_cache_file(make_cfg, tmp_path, monkeypatch):
+    """`tiny-rn-seed<N>` trains the recipe with seed N (once) and caches it under its own name."""
+    seen = []
+
+    def fake_pretrain(recipe, **kwargs):
+        seen.append(recipe.seed)
+        return tiny_clip.build_tiny_clip(recipe)
+
+    monkeypatch.setattr(tiny_clip, "pretrain_tiny_clip", fake_pretrain)
+    load_clip_to_cpu(_cfg(make_cfg, "tiny-rn-seed7", tmp_path))
+    load_clip_to_cpu(_cfg(make_cfg, "tiny-rn-seed7", tmp_path))
+    assert seen == [7]
+    assert osp.isfile(tmp_path / tiny_clip.recipe_for_seed(7).filename)
+
+
 def test_random_architecture_names_are_not_loadable(make_cfg, tmp_path):
     with pytest.raises(ClipLoadError, match="random-weight architecture"):
         load_clip_to_cpu(_cfg(make_cfg, "tiny-vit", tmp_path))
 
 
-def test_tiny_rn_loads_the_cached_pretrained_weights(make_cfg, tiny_clip_cache_dir, monkeypatch):
+def test_tiny_rn_loads_the_cached_pretrained_weights(make_cfg, tiny_clip_cache_dir, tiny_clip_seed,
+                                                     tiny_clip_backbone, monkeypatch):
     monkeypatch.setattr(tiny_clip, "pretrain_tiny_clip", lambda *a, **k: pytest.fail("must not retrain"))
-    model = load_clip_to_cpu(_cfg(make_cfg, "tiny-rn", tiny_clip_cache_dir))
-    cached = torch.load(osp.join(tiny_clip_cache_dir, tiny_clip.DEFAULT_RECIPE.filename), weights_only=True)
+    model = load_clip_to_cpu(_cfg(make_cfg, tiny_clip_backbone, tiny_clip_cache_dir))
+    recipe = tiny_clip.recipe_for_seed(tiny_clip_seed)
+    cached = torch.load(osp.join(tiny_clip_cache_dir, recipe.filename), weights_only=True)
     assert model.context_length == tiny_clip.DEFAULT_RECIPE.context_length
     assert all(torch.equal(model.state_dict()[k], v) for k, v in cached.items())
     assert not model.training

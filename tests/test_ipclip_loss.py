@@ -7,7 +7,7 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
-from trainers.ipclip.loss import CONFIG_KEYS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights
+from trainers.ipclip.loss import CHOICES, CONFIG_KEYS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights, unlikelihood
 from trainers.ipclip.trainer import loss_weights
 
 ln = math.log
@@ -46,6 +46,36 @@ def test_total_and_terms_equal_hand_computation():
         assert terms[name].item() == pytest.approx(value, rel=1e-5), name
     assert terms["total"].item() == pytest.approx(expected, rel=1e-5)
     assert all(not t.requires_grad and t.dim() == 0 for t in terms.values())
+
+
+def test_unlikelihood_replaces_the_bounded_unauthorized_ce():
+    """U_LOSS unlikelihood: + W_U * mean(-log(1 - p_y)) instead of - W_U * min(CE_u, U)."""
+    w = IPCLIPLossWeights(w_u=2, s_ai=-1, w_ai=3, w_ui=0.5, w_m=0.1, w_en=0.01, w_kl=4,
+                          upper_bound=100, u_loss="unlikelihood")
+    total, terms = IPCLIPLoss(w)(**batch())
+    ul_u = (-ln(1 - 1 / 5) - ln(1 - 1 / 3)) / 2  # p_y = 1/5 (label 1 of (3/5,1/5,1/5)), 1/3
+    expected = CE_A + 2 * ul_u - 3 * CE_AI - 0.5 * CE_UI - 0.1 * MSE + 0.01 * H_U - 4 * KL
+    assert terms["ul_u"].item() == pytest.approx(ul_u, rel=1e-5)
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_unlikelihood_pushes_hardest_where_maximised_ce_stalls():
+    """A confidently correct unauthorized image: CE's gradient on its true logit is p_y - 1 (about
+    0), the unlikelihood's is p_y (about 1); both move the true class's probability down."""
+    logits = torch.tensor([[6.0, 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 2])
+    p = logits.detach().softmax(dim=1)
+    values = unlikelihood(logits, labels)
+    torch.testing.assert_close(values, -torch.log1p(-p[torch.arange(2), labels]))
+    values.sum().backward()
+    grad_ul = logits.grad[0, 0].item()
+    logits.grad = None
+    (-torch.nn.functional.cross_entropy(logits, labels, reduction="none")).sum().backward()
+    grad_max_ce = logits.grad[0, 0].item()
+    assert grad_ul == pytest.approx(p[0, 0].item(), rel=1e-4) and grad_ul > 0.99
+    assert 0 < grad_max_ce < 0.01  # descending -CE moves the true logit down, but barely
+    # Finite for a certain prediction (logsumexp, no log(0)).
+    assert torch.isfinite(unlikelihood(torch.tensor([[80.0, 0.0]]), torch.tensor([0]))).all()
 
 
 def test_text_kl_over_class_axis_of_feature_tensors():
@@ -130,14 +160,20 @@ def test_weights_from_config_and_scenarios():
     node = CN({key: float(i + 1) for i, key in enumerate(CONFIG_KEYS.values())})
     node.PER_SAMPLE_BOUND = True
     node.KL_STOP_AUTHORIZED = True
+    node.U_LOSS = "unlikelihood"
     w = IPCLIPLossWeights.from_cfg(node)
-    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES]
+    assert w.u_loss == "unlikelihood"
+    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in CHOICES]
     assert [getattr(w, f) for f in numeric] == [float(i + 1) for i in range(len(numeric))]
     assert w.per_sample_bound is True and w.kl_stop_authorized is True
     node.PER_SAMPLE_BOUND = 1.0
     with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
         IPCLIPLossWeights.from_cfg(node)
     node.PER_SAMPLE_BOUND = False
+    node.U_LOSS = "hinge"
+    with pytest.raises(ValueError, match="U_LOSS must be one of bounded_ce, unlikelihood"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.U_LOSS = "bounded_ce"
     del node["W_KL"]
     with pytest.raises(KeyError, match="W_KL"):
         IPCLIPLossWeights.from_cfg(node)
@@ -147,6 +183,7 @@ def test_weights_from_config_and_scenarios():
     assert cfg.TRAINER.IPCLIP.SCENARIO == "target_specified"
     assert (ts.s_ai, ts.w_m, ts.w_en, ts.w_kl, ts.w_u, ts.upper_bound) == (-1, 0.1, 0.01, 1, 1, 5)
     assert ts.per_sample_bound is False and ts.kl_stop_authorized is False  # the release
+    assert ts.u_loss == "bounded_ce"
     cfg.TRAINER.IPCLIP.SCENARIO = "target_free"
     cfg.TRAINER.IPCLIP.LOSS.TARGET_FREE.W_U = 2.0
     tf = loss_weights(cfg)

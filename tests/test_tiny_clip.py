@@ -92,11 +92,12 @@ def test_preprocess_matches_resize_then_normalise():
     assert np.allclose(out[0].permute(1, 2, 0).numpy(), (expected - mean) / std, atol=1e-5)
 
 
-def test_pretrained_tiny_clip_knows_every_toy_domain(toy_root, tiny_clip_cache_dir, make_cfg):
+def test_pretrained_tiny_clip_knows_every_toy_domain(toy_root, tiny_clip_cache_dir, tiny_clip_backbone,
+                                                     make_cfg):
     """Zero-shot with "a photo of a {}." on each domain's test split: far above chance (loose bound)."""
     cfg = make_cfg("configs/datasets/toy_domains.yaml", DATASET__ROOT=toy_root,
                    DATASET__SOURCE_DOMAINS=("photo",), DATASET__TARGET_DOMAINS=("sketch",),
-                   MODEL__BACKBONE__NAME="tiny-rn", MODEL__CLIP__CACHE_DIR=tiny_clip_cache_dir)
+                   MODEL__BACKBONE__NAME=tiny_clip_backbone, MODEL__CLIP__CACHE_DIR=tiny_clip_cache_dir)
     cfg.VERBOSE = False
     model = load_clip_to_cpu(cfg)
     dataset = build_dataset(cfg)

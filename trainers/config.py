@@ -95,6 +95,11 @@ def extend_cfg(cfg):
         # True: the KL term's gradient reaches only the unauthorized text features (the authorized
         # prompts are not dragged away by it); False: both sides (the release).
         node.KL_STOP_AUTHORIZED = False
+        # The unauthorized images' term: "bounded_ce" (-W_U*min(CE_u, U), the release);
+        # "unlikelihood" (+W_U*mean(-log(1 - p_y)): its gradient does not vanish where the model is
+        # confidently right, where maximising CE stalls); "log_odds" (+W_U*mean(max(log(p_y/(1-p_y)),
+        # -U)): the sum of both, whose gradient on the true logit is 1 until the image's bound).
+        node.U_LOSS = "bounded_ce"
         for key, value in specific.items():
             setattr(node, key, value)
         ip.LOSS[scenario] = node

@@ -27,9 +27,12 @@ CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
+    "u_loss": "U_LOSS",
 }
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
+#: The keys that name one of a few forms.
+CHOICES = {"u_loss": ("bounded_ce", "unlikelihood", "log_odds")}
 
 @dataclass(frozen=True)
 class IPCLIPLossWeights:
@@ -43,6 +46,7 @@ class IPCLIPLossWeights:
     upper_bound: float = 5.0
     per_sample_bound: bool = False
     kl_stop_authorized: bool = False
+    u_loss: str = "bounded_ce"
 
     @classmethod
     def from_cfg(cls, node):
@@ -62,6 +66,11 @@ class IPCLIPLossWeights:
 
 
 def _check_weight(name, value, key):
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise ValueError(f"IP-CLIP loss key {key} must be one of {', '.join(CHOICES[name])}, "
+                             f"got {value!r}.")
+        return value
     if name in SWITCHES:
         if not isinstance(value, bool):
             raise ValueError(f"IP-CLIP loss key {key} must be True or False, got {value!r}.")
@@ -75,6 +84,34 @@ def class_entropy(logits):
     """Mean over samples of the entropy of softmax(logits) over the class axis (dim 1)."""
     log_p = F.log_softmax(logits.float(), dim=1)
     return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def unlikelihood(logits, labels):
+    """[N] -log(1 - p_label) of each sample: pushes the true class's probability to 0.
+
+    Maximising CE stalls where the model is confidently right: the gradient of CE with respect to
+    the logits is p - onehot, about 0 there, so confidently classified unauthorized images keep
+    their class. The gradient of -log(1 - p_y) with respect to the true logit is p_y: largest
+    exactly there. Computed as logsumexp(all logits) - logsumexp(the other logits).
+    """
+    logits = logits.float()
+    true_class = F.one_hot(labels, logits.shape[1]).bool()
+    others = logits.masked_fill(true_class, float("-inf"))
+    return torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)
+
+
+def true_class_log_odds(logits, labels):
+    """[N] log(p_y / (1 - p_y)) of each sample = the true logit minus logsumexp of the others.
+
+    It is -CE_u plus the unlikelihood -log(1 - p_y): its gradient with respect to the true logit is
+    1 wherever the prediction stands, so it neither stalls on confidently right images (as
+    maximising CE does) nor once the prediction is flat (as the unlikelihood does, whose gradient
+    there is only p_y = 1/C).
+    """
+    logits = logits.float()
+    true_class = F.one_hot(labels, logits.shape[1]).bool()
+    others = logits.masked_fill(true_class, float("-inf"))
+    return (logits * true_class).sum(dim=1) - torch.logsumexp(others, dim=1)
 
 
 def per_sample_kl(logits_p, logits_q):
@@ -134,8 +171,18 @@ class IPCLIPLoss(nn.Module):
         terms = {"ce_a": F.cross_entropy(logits_a.float(), labels_a)}
         terms.update({name: values.mean() for name, values in samples.items()})
         terms["entropy_u"] = class_entropy(logits_u)
+        if w.u_loss == "unlikelihood":
+            terms["ul_u"] = unlikelihood(logits_u, labels_u).mean()
+            unauthorized = w.w_u * terms["ul_u"]
+        elif w.u_loss == "log_odds":
+            log_odds = true_class_log_odds(logits_u, labels_u)
+            terms["log_odds_u"] = log_odds.mean()
+            # Bounded below at -U for each image: p_y / (1 - p_y) >= exp(-U), like CE_u <= U.
+            unauthorized = w.w_u * torch.clamp(log_odds, min=-w.upper_bound).mean()
+        else:
+            unauthorized = -w.w_u * bounded["ce_u"]
         total = (terms["ce_a"]
-                 - w.w_u * bounded["ce_u"]
+                 + unauthorized
                  + w.s_ai * w.w_ai * bounded["ce_ai"]
                  - w.w_ui * bounded["ce_ui"]
                  - w.w_m * bounded["mse_dom"]
