@@ -7,7 +7,7 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
-from trainers.ipclip.loss import CONFIG_KEYS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights
+from trainers.ipclip.loss import CONFIG_KEYS, FORMS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights
 from trainers.ipclip.trainer import loss_weights
 
 ln = math.log
@@ -130,18 +130,25 @@ def test_weights_from_config_and_scenarios():
     node = CN({key: float(i + 1) for i, key in enumerate(CONFIG_KEYS.values())})
     node.PER_SAMPLE_BOUND = True
     node.KL_STOP_AUTHORIZED = True
+    node.KL_FORM = "release"
+    node.ENTROPY_FORM = "release"
     w = IPCLIPLossWeights.from_cfg(node)
-    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES]
+    assert w.kl_form == "release" and w.entropy_form == "release"
+    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in FORMS]
     assert [getattr(w, f) for f in numeric] == [float(i + 1) for i in range(len(numeric))]
     assert w.per_sample_bound is True and w.kl_stop_authorized is True
     node.PER_SAMPLE_BOUND = 1.0
     with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
         IPCLIPLossWeights.from_cfg(node)
     node.PER_SAMPLE_BOUND = False
+    node.KL_FORM = "paper"
+    with pytest.raises(ValueError, match="KL_FORM must be one of ours, release"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.KL_FORM = "ours"
     del node["W_KL"]
     with pytest.raises(KeyError, match="W_KL"):
         IPCLIPLossWeights.from_cfg(node)
-    # The release's per-scenario defaults (method.md section 4), read the way the trainer reads them.
+    # The release's per-scenario defaults (docs/method.md, the loss), read the way the trainer reads them.
     cfg = extend_cfg(get_cfg_default())
     ts = loss_weights(cfg)
     assert cfg.TRAINER.IPCLIP.SCENARIO == "target_specified"
