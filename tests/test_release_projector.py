@@ -102,3 +102,11 @@ def test_release_branch_prototype_of_empty_slots_is_zero_and_attended():
     assert torch.count_nonzero(unauth_proto[1:]) == 0
     with pytest.raises(ValueError, match="BANK_PROTOTYPE must be one of"):
         IPStyleBanks(3, 2, 4, prototype_mode="paper")
+
+
+def test_release_kl_takes_the_unit_norm_text_features():
+    from trainers.ipclip.loss import kl_feature_scale
+
+    scale = torch.tensor(100.0)
+    assert kl_feature_scale("release", scale) == 1.0
+    assert kl_feature_scale("ours", scale) is scale

@@ -57,7 +57,7 @@ def extend_cfg(cfg):
     # Words whose token embeddings the L domain tokens start from (their learned per-layer offset),
     # repeated to fill L tokens, e.g. "." -> ". . . ." on a 4-stage ResNet; "": start near zero.
     ip.DOMAIN_TOKEN_INIT = ""
-    # Hidden width of the projector's per-layer MLPs (0: text width // 4).
+    # Hidden width of the projector's per-layer maps (0: text width // 4; // 2 with PROJECTOR release).
     ip.PROJECTOR_HIDDEN = 0
     # Soft bound (tanh) on every prompt-token coordinate, in units of the RMS of CLIP's token
     # embeddings; keeps the maximised domain-token distance from blowing the prompts up (0: no bound).
@@ -69,7 +69,7 @@ def extend_cfg(cfg):
     ip.BANK_SIZE = 5
     # Train the style-enhancement branch (the release never optimises it: False reproduces that).
     ip.TRAIN_BRANCH = False
-    # Hidden width of the branch's q/k/v MLP (0: embedding width // 4).
+    # Hidden width of the branch's q/k/v MLP (0: embedding width // 4; // 8 with BRANCH release).
     ip.BRANCH_HIDDEN = 0
     # Encode the B x C prompts in chunks of this many (0: one call); a memory cap for large C.
     ip.TEXT_CHUNK_SIZE = 0
@@ -91,7 +91,7 @@ def extend_cfg(cfg):
     # When the LR scheduler steps: "epoch" (once per epoch) or "iteration" (after every training
     # step, as the release does: its cosine then oscillates with a period of 2 x MAX_EPOCH steps).
     ip.LR_STEP_EVERY = "epoch"
-    # Loss weights per scenario (method.md section 4); the active node is LOSS.<SCENARIO>.
+    # Loss weights per scenario (docs/method.md, the loss); the active node is LOSS.<SCENARIO>.
     # L = CE_a - W_U*min(CE_u,U) + S_AI*W_AI*min(CE_ai,U) - W_UI*min(CE_ui,U)
     #     - W_M*min(MSE(dom_a,dom_u),U) + W_EN*H(p_u) - W_KL*min(KL,U),  U = UPPER_BOUND
     ip.LOSS = CN()
