@@ -10,10 +10,18 @@ the same recipe on another machine, whose float kernels give slightly different 
 import os
 import os.path as osp
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
+
+
+SMALL_DOMAINS = ("photo", "sketch")
+SMALL_CLASSES = ("apple", "boat", "cat")
+SMALL_IMAGES_PER_CLASS = 2
+SMALL_IMAGE_SIDE = 64
 
 
 TINY_CLIP_SEED_ENV = "TINY_CLIP_SEED"
@@ -99,3 +107,28 @@ def tiny_clip_cache_dir(tiny_clip_seed):
     cache_dir = osp.expanduser(extend_cfg(get_cfg_default()).MODEL.CLIP.CACHE_DIR)
     path = ensure_tiny_clip_weights(cache_dir, recipe_for_seed(tiny_clip_seed))
     return osp.dirname(path)
+
+
+@pytest.fixture(scope="session")
+def small_domains(tmp_path_factory):
+    """(DATASET.ROOT, DATASET.SPLIT_DIR) of a tiny DomainFolders tree (random pixels): domains
+    photo and sketch, 3 classes, 2 images each; the split files put the first image of classes 0 and
+    1 in train (2 train images per domain, for 2 + 2 image steps) and the rest in test."""
+    root = tmp_path_factory.mktemp("small_domains")
+    rng = np.random.default_rng(0)
+    train, test = {d: [] for d in SMALL_DOMAINS}, {d: [] for d in SMALL_DOMAINS}
+    for domain in SMALL_DOMAINS:
+        for label, name in enumerate(SMALL_CLASSES):
+            (root / domain / name).mkdir(parents=True)
+            for index in range(SMALL_IMAGES_PER_CLASS):
+                pixels = rng.integers(0, 256, (SMALL_IMAGE_SIDE, SMALL_IMAGE_SIDE, 3), dtype=np.uint8)
+                relative = f"{domain}/{name}/{index}.png"
+                Image.fromarray(pixels).save(root / relative)
+                in_train = index == 0 and label < 2
+                (train if in_train else test)[domain].append(f"{relative} {label}")
+    split_dir = root / "splits"
+    split_dir.mkdir()
+    for domain in SMALL_DOMAINS:
+        (split_dir / f"{domain}_train.txt").write_text("\n".join(train[domain]) + "\n")
+        (split_dir / f"{domain}_test.txt").write_text("\n".join(test[domain]) + "\n")
+    return root, split_dir

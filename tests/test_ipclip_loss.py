@@ -7,7 +7,9 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
 from trainers.config import extend_cfg
-from trainers.ipclip.loss import CHOICES, CONFIG_KEYS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights, unlikelihood
+from trainers.ipclip.loss import (
+    CONFIG_KEYS, FORMS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights, true_class_log_odds, unlikelihood,
+)
 from trainers.ipclip.trainer import loss_weights
 
 ln = math.log
@@ -76,6 +78,25 @@ def test_unlikelihood_pushes_hardest_where_maximised_ce_stalls():
     assert 0 < grad_max_ce < 0.01  # descending -CE moves the true logit down, but barely
     # Finite for a certain prediction (logsumexp, no log(0)).
     assert torch.isfinite(unlikelihood(torch.tensor([[80.0, 0.0]]), torch.tensor([0]))).all()
+
+
+def test_log_odds_is_bounded_below_per_image_and_pushes_at_constant_strength():
+    """U_LOSS log_odds: + W_U * mean(max(log(p_y / (1 - p_y)), -U)); the true logit's gradient is
+    1 (per image, before the mean) until that image reaches the bound."""
+    logits = torch.tensor([[6.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-9.0, 0.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 2, 0])
+    p = logits.detach().softmax(dim=1)[torch.arange(3), labels]
+    torch.testing.assert_close(true_class_log_odds(logits, labels), torch.log(p / (1 - p)))
+    b = batch()
+    b.update(logits_u=logits, labels_u=labels, logits_a=torch.zeros(3, 3), labels_a=torch.tensor([0, 1, 2]),
+             logits_ai=torch.zeros(3, 3), logits_ui=torch.zeros(3, 3), dom_a=torch.zeros(3, 1),
+             dom_u=torch.zeros(3, 1), text_a=torch.zeros(3, 3), text_u=torch.zeros(3, 3))
+    w = IPCLIPLossWeights(w_u=1, w_ai=0, w_ui=0, w_m=0, w_en=0, w_kl=0, upper_bound=5, u_loss="log_odds")
+    total, terms = IPCLIPLoss(w)(**b)
+    total.backward()
+    true_grad = logits.grad[torch.arange(3), labels]
+    torch.testing.assert_close(true_grad, torch.tensor([1 / 3, 1 / 3, 0.0]))  # image 3 is past -U
+    assert terms["log_odds_u"].item() == pytest.approx(torch.log(p / (1 - p)).mean().item(), rel=1e-5)
 
 
 def test_text_kl_over_class_axis_of_feature_tensors():
@@ -160,24 +181,30 @@ def test_weights_from_config_and_scenarios():
     node = CN({key: float(i + 1) for i, key in enumerate(CONFIG_KEYS.values())})
     node.PER_SAMPLE_BOUND = True
     node.KL_STOP_AUTHORIZED = True
+    node.KL_FORM = "release"
+    node.ENTROPY_FORM = "release"
     node.U_LOSS = "unlikelihood"
     w = IPCLIPLossWeights.from_cfg(node)
-    assert w.u_loss == "unlikelihood"
-    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in CHOICES]
+    assert w.kl_form == "release" and w.entropy_form == "release" and w.u_loss == "unlikelihood"
+    numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in FORMS]
     assert [getattr(w, f) for f in numeric] == [float(i + 1) for i in range(len(numeric))]
     assert w.per_sample_bound is True and w.kl_stop_authorized is True
     node.PER_SAMPLE_BOUND = 1.0
     with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
         IPCLIPLossWeights.from_cfg(node)
     node.PER_SAMPLE_BOUND = False
+    node.KL_FORM = "paper"
+    with pytest.raises(ValueError, match="KL_FORM must be one of ours, release"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.KL_FORM = "ours"
     node.U_LOSS = "hinge"
-    with pytest.raises(ValueError, match="U_LOSS must be one of bounded_ce, unlikelihood"):
+    with pytest.raises(ValueError, match="U_LOSS must be one of bounded_ce, unlikelihood, log_odds"):
         IPCLIPLossWeights.from_cfg(node)
     node.U_LOSS = "bounded_ce"
     del node["W_KL"]
     with pytest.raises(KeyError, match="W_KL"):
         IPCLIPLossWeights.from_cfg(node)
-    # The release's per-scenario defaults (method.md section 4), read the way the trainer reads them.
+    # The release's per-scenario defaults (docs/method.md, the loss), read the way the trainer reads them.
     cfg = extend_cfg(get_cfg_default())
     ts = loss_weights(cfg)
     assert cfg.TRAINER.IPCLIP.SCENARIO == "target_specified"

@@ -189,3 +189,25 @@ def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_di
     assert ip_a > coop_a - 15, results
     assert ip_u < coop_u - 25, results
     assert ip_u < ip_a - 25, results
+
+
+#: Every release-fidelity key at the release's value (docs/method.md).
+RELEASE_FORM_OPTS = [
+    "TRAINER.IPCLIP.PROJECTOR", "release", "TRAINER.IPCLIP.BRANCH", "release",
+    "TRAINER.IPCLIP.BANK_FILL", "release", "TRAINER.IPCLIP.BANK_PROTOTYPE", "all_slots",
+    "TRAINER.IPCLIP.LR_STEP_EVERY", "iteration", "TRAINER.IPCLIP.TOKEN_BOUND", "0.0",
+    "TRAINER.IPCLIP.IMAGE_TOKEN_INIT", "",
+    "TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.KL_FORM", "release",
+    "TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.ENTROPY_FORM", "release",
+]
+
+
+def test_release_forms_keep_the_step_free_of_host_syncs(toy_root, tmp_path, random_clip_file):
+    """The release's forms (projector, branch with batch statistics, all-slot prototypes, KL and
+    entropy) in the same guarded step; the scheduler then steps after every iteration."""
+    trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file, *RELEASE_FORM_OPTS))
+    trainer.fill_banks()
+    steps = trainer.sched.last_epoch
+    summary = _one_step(trainer)
+    assert torch.isfinite(summary["loss"])
+    assert trainer.sched.last_epoch == steps + 1

@@ -185,7 +185,7 @@ def test_fixture_ip_metrics_against_hand_values():
 
 
 def test_aod_ip_consistency_check():
-    # method.md §6: Drop_u 74.57, Drop_a 0.13, A_a about 85.3 -> W = 0.853 * (74.57 - 0.13) = 63.497
+    # docs/method.md, metrics: Drop_u 74.57, Drop_a 0.13, A_a about 85.3 -> W = 0.853 * (74.57 - 0.13) = 63.497
     assert pr.w_u_a(85.3, drop_a=0.13, drop_u=74.57) == pytest.approx(63.5, abs=0.05)
     # the same through ip_metrics, with accuracies that give those drops
     m = pr.ip_metrics(a_ip=85.3, u_ip=10.0, a_sl=85.3 + 0.13, u_sl=10.0 + 74.57)

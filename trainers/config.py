@@ -57,7 +57,7 @@ def extend_cfg(cfg):
     # Words whose token embeddings the L domain tokens start from (their learned per-layer offset),
     # repeated to fill L tokens, e.g. "." -> ". . . ." on a 4-stage ResNet; "": start near zero.
     ip.DOMAIN_TOKEN_INIT = ""
-    # Hidden width of the projector's per-layer MLPs (0: text width // 4).
+    # Hidden width of the projector's per-layer maps (0: text width // 4; // 2 with PROJECTOR release).
     ip.PROJECTOR_HIDDEN = 0
     # Soft bound (tanh) on every prompt-token coordinate, in units of the RMS of CLIP's token
     # embeddings; keeps the maximised domain-token distance from blowing the prompts up (0: no bound).
@@ -69,11 +69,29 @@ def extend_cfg(cfg):
     ip.BANK_SIZE = 5
     # Train the style-enhancement branch (the release never optimises it: False reproduces that).
     ip.TRAIN_BRANCH = False
-    # Hidden width of the branch's q/k/v MLP (0: embedding width // 4).
+    # Hidden width of the branch's q/k/v MLP (0: embedding width // 4; // 8 with BRANCH release).
     ip.BRANCH_HIDDEN = 0
     # Encode the B x C prompts in chunks of this many (0: one call); a memory cap for large C.
     ip.TEXT_CHUNK_SIZE = 0
-    # Loss weights per scenario (method.md section 4); the active node is LOSS.<SCENARIO>.
+    # ---- Release fidelity (docs/method.md): each key's other value reproduces the release ----
+    # IP projector and prompt layout: "ours" (per-layer MLPs of (asinh mu, log sigma), M distinct
+    # image tokens, prompt [SOS][L domain][M image]) or "release" (domain token = two linear maps of
+    # (mu + sigma) / 2, one image token = a learned mix over layers of per-layer linear maps of mu,
+    # copied M times, prompt [SOS][L domain][the same L again][M image], AdaIN sigma as the release).
+    ip.PROJECTOR = "ours"
+    # Style-enhancement branch: "ours" (GELU MLP, scale 1/sqrt(d), no output bias) or "release"
+    # (Linear-BatchNorm-ReLU twice with batch statistics, interleaved q/k/v, scale 0.1, output bias).
+    ip.BRANCH = "ours"
+    # Filling the style banks: "test_pass" (one pass over each stream with the test transform) or
+    # "release" (the training loaders, stopping once every slot's confidence exceeds 0.99).
+    ip.BANK_FILL = "test_pass"
+    # Class prototype: "filled_slots" (mean of the filled slots; a class without any is masked out of
+    # the attention) or "all_slots" (mean over all K slots, empty zero slots included: the release).
+    ip.BANK_PROTOTYPE = "filled_slots"
+    # When the LR scheduler steps: "epoch" (once per epoch) or "iteration" (after every training
+    # step, as the release does: its cosine then oscillates with a period of 2 x MAX_EPOCH steps).
+    ip.LR_STEP_EVERY = "epoch"
+    # Loss weights per scenario (docs/method.md, the loss); the active node is LOSS.<SCENARIO>.
     # L = CE_a - W_U*min(CE_u,U) + S_AI*W_AI*min(CE_ai,U) - W_UI*min(CE_ui,U)
     #     - W_M*min(MSE(dom_a,dom_u),U) + W_EN*H(p_u) - W_KL*min(KL,U),  U = UPPER_BOUND
     ip.LOSS = CN()
@@ -95,6 +113,13 @@ def extend_cfg(cfg):
         # True: the KL term's gradient reaches only the unauthorized text features (the authorized
         # prompts are not dragged away by it); False: both sides (the release).
         node.KL_STOP_AUTHORIZED = False
+        # "ours": KL(p_a || p_u) of exp(logit_scale) x text features, softmax over classes, mean
+        # over channels, clamped at U; "release": KL(p_u || p_a) of the unit-norm text features,
+        # summed over classes and channels, divided by the batch size, not clamped.
+        node.KL_FORM = "ours"
+        # "classes": entropy of softmax(logits_u) over classes; "release": the release's entropy of
+        # the probabilities L2-normalised along the batch axis.
+        node.ENTROPY_FORM = "classes"
         # The unauthorized images' term: "bounded_ce" (-W_U*min(CE_u, U), the release);
         # "unlikelihood" (+W_U*mean(-log(1 - p_y)): its gradient does not vanish where the model is
         # confidently right, where maximising CE stalls); "log_odds" (+W_U*mean(max(log(p_y/(1-p_y)),

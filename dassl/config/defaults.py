@@ -208,10 +208,19 @@ _C.INPUT.STRONG_STYLE.PROB = 0.5
 _C.INPUT.STRONG_STYLE.MAX_MAGNITUDE = 1.0
 _C.INPUT.STRONG_STYLE.CUTOUT_SIZE = 16
 _C.INPUT.STRONG_STYLE.CUTOUT_FILL = (127, 127, 127)
+# Which strong augmentation: "ours" (the op list above, at the original resolution, followed by the
+# usual train transform) or "release" (the release's target-free transform: resize + center crop to
+# INPUT.SIZE, then NUM_OPS ops drawn with replacement from its 14-op table (Identity included) at a
+# strength of 1..9 tenths, each with probability PROB, then the cutout; no random crop or flip after).
+# MAX_MAGNITUDE is not used by "release".
+_C.INPUT.STRONG_STYLE.VARIANT = "ours"
 # "auth_mixture" (authorization scenario, unauthorized stream): per image, rates of the cases
 # (watermark + strong_style, strong_style only, clean); non-negative, summing to 1.
 _C.INPUT.AUTH_MIX = CN()
 _C.INPUT.AUTH_MIX.RATES = (1 / 3, 1 / 3, 1 / 3)
+# The release's accident, reproduced on demand: once an image of the stream (in one data-loader
+# worker and epoch) has drawn a strong_style case, every later "clean" draw is strong_style only too.
+_C.INPUT.AUTH_MIX.STICKY = False
 
 
 def get_cfg_default():

@@ -11,13 +11,17 @@ from torch import nn
 #: Added to the variance before the square root, so sigma stays finite and differentiable when a
 #: layer has a single token / a 1x1 map (the tiny CPU CLIP's last ResNet stage).
 DEFAULT_STATS_EPS = 1e-5
+#: The release's AdaIN: sigma = sqrt((sum of squared deviations + 2.3e-8) / N), i.e. this eps is
+#: added to the SUM of squares, not to the variance (`channel_stats(..., eps_on_sum=True)`).
+RELEASE_SIGMA_SUM_EPS = 2.3e-8
 
 VIT = "vit"
 RESNET = "resnet"
 
 
-def channel_stats(x, reduce_dims, eps=DEFAULT_STATS_EPS):
-    """AdaIN statistics: per-channel mean and sqrt(var + eps) over `reduce_dims`.
+def channel_stats(x, reduce_dims, eps=DEFAULT_STATS_EPS, eps_on_sum=False):
+    """AdaIN statistics: per-channel mean and sqrt(var + eps) over `reduce_dims`
+    (sqrt(var + eps / N) with `eps_on_sum`, N the number of reduced elements: the release's form).
 
     Computed in float32 whatever the activation dtype: squared ViT activations (some channels reach
     hundreds) overflow float16. The variance is the population one (correction=0) so a single
@@ -25,6 +29,11 @@ def channel_stats(x, reduce_dims, eps=DEFAULT_STATS_EPS):
     """
     x = x.float()
     var, mu = torch.var_mean(x, dim=reduce_dims, correction=0)
+    if eps_on_sum:
+        count = 1
+        for dim in reduce_dims:
+            count *= x.shape[dim]
+        eps = eps / count
     return mu, torch.sqrt(var + eps)
 
 
@@ -76,9 +85,10 @@ class VisualFeatureTap:
     Call `close()` (or use it as a context manager) to remove the hooks.
     """
 
-    def __init__(self, visual, eps=DEFAULT_STATS_EPS):
+    def __init__(self, visual, eps=DEFAULT_STATS_EPS, eps_on_sum=False):
         self.visual = visual
         self.eps = eps
+        self.eps_on_sum = eps_on_sum
         self.kind, modules, self._layer_dims = _tapped_layers(visual)
         # ViT blocks output [tokens, B, width] (the pip clip package is sequence-first);
         # ResNet stages output [B, C, H, W].
@@ -98,7 +108,7 @@ class VisualFeatureTap:
 
     def _record(self, module, inputs, output):
         if self._recording:
-            self._stats.append(channel_stats(output, self._reduce_dims, self.eps))
+            self._stats.append(channel_stats(output, self._reduce_dims, self.eps, self.eps_on_sum))
 
     def tap(self, images):
         """images [B, 3, H, W] -> (image_features [B, E], stats: list per layer of (mu, sigma) [B, C_l]).

@@ -97,6 +97,19 @@ class PerLayerMLP(nn.Module):
         return self.output(F.gelu(hidden))
 
 
+def bound_tokens(tokens, bound, bound_type):
+    """Soft bound `b * tanh(x / b)` on every coordinate, or on every token's norm (direction kept);
+    None or 0: the tokens unchanged."""
+    if not bound:
+        return tokens
+    if bound_type == "coordinate":
+        return bound * torch.tanh(tokens / bound)
+    # A saturated coordinate bound turns every token into a sign pattern and stops its gradient;
+    # the norm bound keeps the direction (and its gradient) and only limits the length.
+    norm = tokens.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(tokens.dtype).tiny)
+    return tokens * (bound * torch.tanh(norm / bound) / norm)
+
+
 class IPProjector(nn.Module):
     """Maps the per-layer statistics of one image batch to its prompt context tokens.
 
@@ -179,14 +192,7 @@ class IPProjector(nn.Module):
         self.image_token_offset.copy_(embeddings.to(self.image_token_offset))
 
     def _bound(self, tokens):
-        if not self.token_bound:
-            return tokens
-        if self.bound_type == "coordinate":
-            return self.token_bound * torch.tanh(tokens / self.token_bound)
-        # A saturated coordinate bound turns every token into a sign pattern and stops its gradient;
-        # the norm bound keeps the direction (and its gradient) and only limits the length.
-        norm = tokens.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(tokens.dtype).tiny)
-        return tokens * (self.token_bound * torch.tanh(norm / self.token_bound) / norm)
+        return bound_tokens(tokens, self.token_bound, self.bound_type)
 
     def context(self, stats):
         """stats -> [B, L + M, D]: domain tokens then image tokens, the prompt's context layout."""

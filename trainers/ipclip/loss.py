@@ -1,16 +1,21 @@
-"""IP-CLIP's training objective (method.md section 4).
+"""IP-CLIP's training objective (docs/method.md, the loss).
 
     L = CE_a - w_u*min(CE_u, U) + s_ai*w_ai*min(CE_ai, U) - w_ui*min(CE_ui, U)
         - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U)
 
 `min(term, U)` is `torch.clamp(term, max=U)`: a maximised term stops pulling (value and gradient)
-once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis (the
-release normalised over the batch axis).
+once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis by
+default (the release normalised over the batch axis: `entropy_form`).
 
 Where the bound applies is a choice (`per_sample_bound`). The release clamps the batch means: a batch
 whose mean CE_u passed U gives no gradient at all, and below U the cheapest way up is to push the
 already-wrong samples further, so correctly classified unauthorized images can stay correct. Clamping
 each sample's term before averaging makes every sample push until its own term reaches U.
+
+`kl_form` and `entropy_form` choose between our forms of the KL and entropy terms and the release's
+(docs/method.md): the release's KL is KL(p_u || p_a) of the unit-norm text features, summed over
+classes and channels, divided by the batch size and never clamped; its entropy is taken of the
+class probabilities after an L2 normalisation along the batch axis.
 
 `kl_stop_authorized` stops the maximised KL's gradient into the authorized text features: the KL then
 pushes only the unauthorized prompts away from the authorized ones instead of also dragging the
@@ -27,12 +32,20 @@ CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
-    "u_loss": "U_LOSS",
+    "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS",
 }
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
-#: The keys that name one of a few forms.
-CHOICES = {"u_loss": ("bounded_ce", "unlikelihood", "log_odds")}
+#: Forms of the KL term: ours (scaled features, KL(p_a || p_u), channel mean, clamped) or the release's.
+KL_FORMS = ("ours", "release")
+#: Forms of the entropy term: over the class axis, or the release's batch-normalised one.
+ENTROPY_FORMS = ("classes", "release")
+#: Forms of the unauthorized images' term: the release's -min(CE_u, U), or the two of ours.
+U_LOSSES = ("bounded_ce", "unlikelihood", "log_odds")
+#: The keys that name a form, with their allowed values.
+FORMS = {"kl_form": KL_FORMS, "entropy_form": ENTROPY_FORMS, "u_loss": U_LOSSES}
+#: Added inside the release's entropy logarithm (its entropy_loss).
+RELEASE_ENTROPY_EPS = 1e-8
 
 @dataclass(frozen=True)
 class IPCLIPLossWeights:
@@ -46,6 +59,8 @@ class IPCLIPLossWeights:
     upper_bound: float = 5.0
     per_sample_bound: bool = False
     kl_stop_authorized: bool = False
+    kl_form: str = "ours"
+    entropy_form: str = "classes"
     u_loss: str = "bounded_ce"
 
     @classmethod
@@ -66,9 +81,9 @@ class IPCLIPLossWeights:
 
 
 def _check_weight(name, value, key):
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            raise ValueError(f"IP-CLIP loss key {key} must be one of {', '.join(CHOICES[name])}, "
+    if name in FORMS:
+        if value not in FORMS[name]:
+            raise ValueError(f"IP-CLIP loss key {key} must be one of {', '.join(FORMS[name])}, "
                              f"got {value!r}.")
         return value
     if name in SWITCHES:
@@ -112,6 +127,27 @@ def true_class_log_odds(logits, labels):
     true_class = F.one_hot(labels, logits.shape[1]).bool()
     others = logits.masked_fill(true_class, float("-inf"))
     return (logits * true_class).sum(dim=1) - torch.logsumexp(others, dim=1)
+
+
+def release_entropy(logits):
+    """The release's entropy term: p = softmax(logits) over classes, L2-normalised along the BATCH
+    axis (dim 0), then per sample sum_j -p_ij log(p_ij + eps), averaged over samples."""
+    p = F.normalize(F.softmax(logits.float(), dim=1), dim=0)
+    return -(p * torch.log(p + RELEASE_ENTROPY_EPS)).sum(dim=1).mean()
+
+
+def release_kl(text_a, text_u):
+    """The release's KL term: KL(p_u || p_a) with p = softmax over the class axis (dim 1) of each
+    text feature channel, summed over classes and channels and divided by the batch size (dim 0)."""
+    log_p_a = F.log_softmax(text_a.float(), dim=1)
+    log_p_u = F.log_softmax(text_u.float(), dim=1)
+    return F.kl_div(log_p_a, log_p_u, reduction="batchmean", log_target=True)
+
+
+def kl_feature_scale(kl_form, logit_scale):
+    """What the text features are multiplied by before the KL: exp(logit_scale) in our form (sharper
+    distributions over classes), 1 in the release's (it takes the unit-norm features)."""
+    return logit_scale if kl_form == "ours" else 1.0
 
 
 def per_sample_kl(logits_p, logits_q):
@@ -165,12 +201,17 @@ class IPCLIPLoss(nn.Module):
             "ce_ai": F.cross_entropy(logits_ai.float(), labels_a, reduction="none"),
             "ce_ui": F.cross_entropy(logits_ui.float(), labels_a, reduction="none"),
             "mse_dom": (dom_a.float() - dom_u.float()).pow(2).flatten(1).mean(dim=1),
-            "kl_text": per_sample_kl(text_a.detach() if w.kl_stop_authorized else text_a, text_u),
         }
+        kl_text_a = text_a.detach() if w.kl_stop_authorized else text_a
+        if w.kl_form == "ours":
+            samples["kl_text"] = per_sample_kl(kl_text_a, text_u)
         bounded = {name: self._bounded(values) for name, values in samples.items()}
         terms = {"ce_a": F.cross_entropy(logits_a.float(), labels_a)}
         terms.update({name: values.mean() for name, values in samples.items()})
-        terms["entropy_u"] = class_entropy(logits_u)
+        if w.kl_form == "release":  # never clamped
+            terms["kl_text"] = bounded["kl_text"] = release_kl(kl_text_a, text_u)
+        entropy = release_entropy if w.entropy_form == "release" else class_entropy
+        terms["entropy_u"] = entropy(logits_u)
         if w.u_loss == "unlikelihood":
             terms["ul_u"] = unlikelihood(logits_u, labels_u).mean()
             unauthorized = w.w_u * terms["ul_u"]

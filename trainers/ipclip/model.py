@@ -13,10 +13,14 @@ from torch import nn
 
 from ..prompts import PromptTemplate
 from ..text_encoder import TextEncoder
-from .feature_hooks import VisualFeatureTap
+from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
 from .ip_projector import IPProjector
+from .ip_projector_release import ReleaseIPProjector
 from .style_bank import IPStyleBanks
-from .style_branch import StyleEnhancement
+from .style_branch import build_style_branch
+
+#: Values of TRAINER.IPCLIP.PROJECTOR.
+PROJECTOR_FORMS = ("ours", "release")
 
 
 class IPLearner(nn.Module):
@@ -32,26 +36,35 @@ class IPLearner(nn.Module):
 class IPCLIPModel(nn.Module):
     def __init__(self, clip_model, classnames, n_image_tokens, projector_hidden, bank_size,
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
-                 domain_token_init="", token_bound_type="coordinate"):
+                 domain_token_init="", token_bound_type="coordinate", projector_form="ours",
+                 branch_form="ours", bank_prototype="filled_slots"):
         super().__init__()
+        if projector_form not in PROJECTOR_FORMS:
+            raise ValueError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
+                             f"got {projector_form!r}")
+        release_projector = projector_form == "release"
         self.clip_model = clip_model
-        self.tap = VisualFeatureTap(clip_model.visual)  # a plain object: hooks only, no parameters
+        # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
+        self.tap = (VisualFeatureTap(clip_model.visual, eps=RELEASE_SIGMA_SUM_EPS, eps_on_sum=True)
+                    if release_projector else VisualFeatureTap(clip_model.visual))
         text_width = clip_model.ln_final.weight.shape[0]
         embed_dim = clip_model.text_projection.shape[1]
         # TOKEN_BOUND is in units of CLIP's own token embeddings (whatever the backbone): their
         # coordinate RMS for a coordinate bound, their mean norm for a norm bound.
         words = clip_model.token_embedding.weight.detach().float()
         unit = words.pow(2).mean().sqrt() if token_bound_type == "coordinate" else words.norm(dim=1).mean()
-        projector = IPProjector(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
-                                hidden=projector_hidden or None,
-                                token_bound=float(token_bound * unit) or None, bound_type=token_bound_type)
+        projector_cls = ReleaseIPProjector if release_projector else IPProjector
+        projector = projector_cls(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
+                                  hidden=projector_hidden or None,
+                                  token_bound=float(token_bound * unit) or None,
+                                  bound_type=token_bound_type)
         if image_token_init:
             projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
         if domain_token_init:
             projector.init_domain_tokens(_repeated_word_embeddings(
                 clip_model, domain_token_init, projector.n_domain_tokens))
-        banks = IPStyleBanks(len(classnames), bank_size, embed_dim)
-        branch = StyleEnhancement(embed_dim, hidden=branch_hidden or None)
+        banks = IPStyleBanks(len(classnames), bank_size, embed_dim, prototype_mode=bank_prototype)
+        branch = build_style_branch(branch_form, embed_dim, hidden=branch_hidden or None)
         self.learner = IPLearner(projector, banks, branch)
         self.template = PromptTemplate(clip_model, classnames, n_ctx=projector.n_context_tokens)
         self.text_encoder = TextEncoder(clip_model)
@@ -99,7 +112,7 @@ class IPCLIPModel(nn.Module):
 
     def branch_logits(self, image_a, text_a, text_u):
         """Self-enhanced features vs the authorized text features, cross-domain features vs the
-        unauthorized text features (method.md section 3, style-enhancement branch)."""
+        unauthorized text features (docs/method.md, style-enhancement branch)."""
         self_enhanced, cross_domain = self.branch(image_a, *self.banks.prototypes())
         scale = self.logit_scale()
         logits_ai = scale * torch.einsum("be,bce->bc", self_enhanced.float(), text_a)

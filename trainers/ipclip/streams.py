@@ -8,6 +8,7 @@ from collections import namedtuple
 
 from dassl.data.data_manager import build_data_loader, build_train_loader
 from dassl.data.transforms import build_pre_transform
+from dassl.data.transforms.pre_transforms import training_transforms
 
 # split: "source" (the source domains' train split) or "target" (the target domains' train split).
 StreamSpec = namedtuple("StreamSpec", ["split", "pre_transforms"])
@@ -48,10 +49,10 @@ class ScenarioStreams:
             if not spec.pre_transforms and defaults[spec.split] is not None:
                 loaders.append(defaults[spec.split])
                 continue
-            loaders.append(build_train_loader(
-                self.cfg, self._data(spec), batch_cfg, self.dm.tfm_train, name,
-                pre_transform=build_pre_transform(spec.pre_transforms, self.cfg),
-            ))
+            pre, tfm = training_transforms(build_pre_transform(spec.pre_transforms, self.cfg),
+                                           self.dm.tfm_train, self.dm.tfm_test)
+            loaders.append(build_train_loader(self.cfg, self._data(spec), batch_cfg, tfm, name,
+                                              pre_transform=pre))
         return tuple(loaders)
 
     def bank_loaders(self):

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Values of TRAINER.IPCLIP.BANK_PROTOTYPE: mean of the filled slots, or of all K slots (the release).
+PROTOTYPE_MODES = ("filled_slots", "all_slots")
+
 
 class StyleBank(nn.Module):
     """features [C, K, E] and confidence [C, K] buffers; an empty slot has confidence -inf and a
@@ -104,12 +107,24 @@ class StyleBank(nn.Module):
         self.features.copy_(new_features)
         self.confidence.copy_(new_confidence)
 
-    def prototypes(self):
+    def all_slots_above(self, confidence):
+        """0-d bool tensor: every slot holds a sample more confident than `confidence` (the
+        release's early stop of its bank filling; an empty slot is -inf, never above)."""
+        return self.confidence.min() > confidence
+
+    def prototypes(self, mode="filled_slots"):
         """-> (prototypes [C, E]: mean of the filled slots, has_prototype [C] bool).
 
         A class with no filled slot gets a zero prototype and has_prototype False; empty slots never
-        enter a mean (the release averaged them in as zeros).
+        enter a mean. mode "all_slots" is the release's: the mean over all K slots, empty (zero)
+        slots included, and every class has a prototype (possibly zero).
         """
+        if mode == "all_slots":
+            proto = self.features.mean(dim=1)
+            return proto, torch.ones(self.num_classes, dtype=torch.bool, device=proto.device)
+        if mode != "filled_slots":
+            raise ValueError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
+                             f"{', '.join(PROTOTYPE_MODES)}, got {mode!r}")
         filled = self.filled
         count = filled.sum(dim=1)
         total = (self.features * filled[..., None].to(self.features.dtype)).sum(dim=1)
@@ -150,8 +165,12 @@ def _check_logits(logits, labels=None):
 class IPStyleBanks(nn.Module):
     """The authorized and unauthorized banks of IP-CLIP, with their filing rules."""
 
-    def __init__(self, num_classes, slots, feat_dim):
+    def __init__(self, num_classes, slots, feat_dim, prototype_mode="filled_slots"):
         super().__init__()
+        if prototype_mode not in PROTOTYPE_MODES:
+            raise ValueError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
+                             f"{', '.join(PROTOTYPE_MODES)}, got {prototype_mode!r}")
+        self.prototype_mode = prototype_mode
         self.authorized = StyleBank(num_classes, slots, feat_dim)
         self.unauthorized = StyleBank(num_classes, slots, feat_dim)
 
@@ -180,4 +199,5 @@ class IPStyleBanks(nn.Module):
     def prototypes(self):
         """-> (auth_proto [C, E], auth_mask [C], unauth_proto [C, E], unauth_mask [C]), the
         argument order of StyleEnhancement.forward after the query features."""
-        return (*self.authorized.prototypes(), *self.unauthorized.prototypes())
+        return (*self.authorized.prototypes(self.prototype_mode),
+                *self.unauthorized.prototypes(self.prototype_mode))

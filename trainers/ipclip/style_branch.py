@@ -9,6 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Values of TRAINER.IPCLIP.BRANCH.
+BRANCH_FORMS = ("ours", "release")
+#: The release's attention temperature (its INTER_Module.scale), in place of 1/sqrt(d).
+RELEASE_ATTENTION_SCALE = 0.1
+#: The release's q/k/v MLP is E -> E/8 -> E/8 -> 3E.
+RELEASE_HIDDEN_DIVISOR = 8
+
 
 class StyleEnhancement(nn.Module):
     """feat_dim: E, the image-feature width (clip_model.visual.output_dim); hidden: attention width.
@@ -56,3 +63,72 @@ class StyleEnhancement(nn.Module):
                              f"{tuple(features.shape)}.")
         return (self.attend(features, auth_proto, auth_mask),
                 self.attend(features, unauth_proto, unauth_mask))
+
+
+class BatchStatNorm(nn.BatchNorm1d):
+    """BatchNorm1d that always normalises with the statistics of the batch at hand (the release's
+    branch is never put in eval mode) and computes them in float32 whatever the autocast dtype."""
+
+    def __init__(self, num_features):
+        super().__init__(num_features, track_running_stats=False)
+
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+class ReleaseStyleEnhancement(nn.Module):
+    """The release's branch (its INTER_Module): one MLP `pre` (Linear-BatchNorm-ReLU twice, then a
+    Linear to 3E) maps queries and prototypes to q, k and v of width E, read interleaved (channel
+    3i is q_i, 3i+1 is k_i, 3i+2 is v_i: einops 'b (d k) -> k b d', k=3); attention softmax(0.1 q k^T)
+    over each bank's prototypes; out = normalize(f + post(A v)), `post` a Linear(E, E) with bias.
+
+    The batch statistics make an output depend on the rest of its batch (queries) or bank
+    (prototypes): it is used in training only, like the release's. It runs in the compute dtype of
+    its inputs and parameters (the release built it in half precision, which crashes on fp32 input).
+    """
+
+    def __init__(self, feat_dim, hidden=None):
+        super().__init__()
+        hidden = hidden or max(feat_dim // RELEASE_HIDDEN_DIVISOR, 1)
+        self.feat_dim = feat_dim
+        self.hidden = hidden
+        self.pre = nn.Sequential(
+            nn.Linear(feat_dim, hidden), BatchStatNorm(hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), BatchStatNorm(hidden), nn.ReLU(),
+            nn.Linear(hidden, 3 * feat_dim),
+        )
+        self.post = nn.Linear(feat_dim, feat_dim)
+
+    def qkv(self, x):
+        """x [N, E] -> (q, k, v), each [N, E], de-interleaved from the [N, 3E] output."""
+        return self.pre(x).unflatten(-1, (self.feat_dim, 3)).unbind(-1)
+
+    def attend(self, features, q, prototypes, has_prototype):
+        _, k, v = self.qkv(prototypes.to(features.dtype))
+        scores = RELEASE_ATTENTION_SCALE * (q @ k.t())
+        mask = has_prototype.to(device=scores.device, dtype=torch.bool)[None, :]
+        weights = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+        weights = weights * mask.to(weights.dtype)
+        return F.normalize(features + self.post(weights @ v).to(features.dtype), dim=-1)
+
+    def forward(self, features, auth_proto, auth_mask, unauth_proto, unauth_mask):
+        """As StyleEnhancement.forward; the queries' q is computed once for both banks."""
+        if features.dim() != 2 or features.shape[1] != self.feat_dim:
+            raise ValueError(f"ReleaseStyleEnhancement: features must be [B, {self.feat_dim}], got "
+                             f"{tuple(features.shape)}.")
+        for name, proto, mask in (("auth", auth_proto, auth_mask), ("unauth", unauth_proto, unauth_mask)):
+            if tuple(proto.shape) != (mask.shape[0], self.feat_dim):
+                raise ValueError(f"ReleaseStyleEnhancement: {name} prototypes must have shape "
+                                 f"({mask.shape[0]}, {self.feat_dim}), got {tuple(proto.shape)}.")
+        q, _, _ = self.qkv(features)
+        return (self.attend(features, q, auth_proto, auth_mask),
+                self.attend(features, q, unauth_proto, unauth_mask))
+
+
+def build_style_branch(form, feat_dim, hidden=None):
+    """The branch of TRAINER.IPCLIP.BRANCH `form` ("ours" or "release")."""
+    if form == "ours":
+        return StyleEnhancement(feat_dim, hidden)
+    if form == "release":
+        return ReleaseStyleEnhancement(feat_dim, hidden)
+    raise ValueError(f"TRAINER.IPCLIP.BRANCH must be one of {', '.join(BRANCH_FORMS)}, got {form!r}")

@@ -13,10 +13,21 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 
 from ..clip_backbone import load_clip_for_trainer
 from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
-from .loss import IPCLIPLoss, IPCLIPLossWeights
-from .model import IPCLIPModel
+from .loss import IPCLIPLoss, IPCLIPLossWeights, kl_feature_scale
+from .model import PROJECTOR_FORMS, IPCLIPModel
 from .streams import SCENARIOS, ScenarioStreams
+from .style_bank import PROTOTYPE_MODES
+from .style_branch import BRANCH_FORMS
 
+#: Values of TRAINER.IPCLIP.BANK_FILL.
+BANK_FILLS = ("test_pass", "release")
+#: Values of TRAINER.IPCLIP.LR_STEP_EVERY.
+LR_STEPS = ("epoch", "iteration")
+#: The release's bank filling stops once every slot of a bank is more confident than this.
+RELEASE_BANK_STOP_CONFIDENCE = 0.99
+#: The config keys that choose between our form and the release's, with their allowed values.
+FORM_KEYS = {"PROJECTOR": PROJECTOR_FORMS, "BRANCH": BRANCH_FORMS, "BANK_FILL": BANK_FILLS,
+             "BANK_PROTOTYPE": PROTOTYPE_MODES, "LR_STEP_EVERY": LR_STEPS}
 
 
 def loss_weights(cfg):
@@ -48,9 +59,9 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u):
     text_a, text_u = out["text"][:n], out["text"][n:]
     dom_a, dom_u = out["domain_tokens"][:n], out["domain_tokens"][n:]
     logits_ai, logits_ui = model.branch_logits(out["image"][:n], text_a, text_u)
-    scale = model.logit_scale()
+    kl_scale = kl_feature_scale(loss_fn.weights.kl_form, model.logit_scale())
     loss, terms = loss_fn(logits_a, y_a, logits_u, y_u, logits_ai, logits_ui,
-                          dom_a, dom_u, scale * text_a, scale * text_u)
+                          dom_a, dom_u, kl_scale * text_a, kl_scale * text_u)
     terms["acc_a"] = (logits_a.argmax(dim=1) == y_a).float().mean() * 100
     terms["acc_u"] = (logits_u.argmax(dim=1) == y_u).float().mean() * 100
     return loss, terms
@@ -65,6 +76,10 @@ class IPCLIP(TrainerXU):
             raise ValueError(
                 f"TRAINER.IPCLIP.SCENARIO must be one of {', '.join(SCENARIOS)}, got {icfg.SCENARIO!r}"
             )
+        for key, allowed in FORM_KEYS.items():
+            if icfg[key] not in allowed:
+                raise ValueError(f"TRAINER.IPCLIP.{key} must be one of {', '.join(allowed)}, got "
+                                 f"{icfg[key]!r} (README, config table)")
         bx = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
         bu = bx if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U.BATCH_SIZE
         if bx != bu:
@@ -92,6 +107,8 @@ class IPCLIP(TrainerXU):
             text_chunk_size=icfg.TEXT_CHUNK_SIZE, token_bound=icfg.TOKEN_BOUND,
             token_bound_type=icfg.TOKEN_BOUND_TYPE,
             image_token_init=icfg.IMAGE_TOKEN_INIT, domain_token_init=icfg.DOMAIN_TOKEN_INIT,
+            projector_form=icfg.PROJECTOR, branch_form=icfg.BRANCH,
+            bank_prototype=icfg.BANK_PROTOTYPE,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
@@ -112,18 +129,29 @@ class IPCLIP(TrainerXU):
     @torch.no_grad()
     def fill_banks(self):
         """One no-grad pass: the authorized bank keeps, per class, the K most confident correctly
-        predicted authorized images; the unauthorized bank files images under their predicted class."""
+        predicted authorized images; the unauthorized bank files images under their predicted class.
+
+        BANK_FILL test_pass: each stream once, with the test transform. release: the training
+        loaders (train augmentation), each stopped once every slot of its bank is more confident
+        than RELEASE_BANK_STOP_CONFIDENCE (one host sync per batch, outside the training step).
+        """
         self.set_model_mode("eval")
         banks = self.model.banks
         banks.reset()
-        loader_a, loader_u = self.streams.bank_loaders()
+        release = self.cfg.TRAINER.IPCLIP.BANK_FILL == "release"
+        loader_a, loader_u = ((self.train_loader_x, self.train_loader_u) if release
+                              else self.streams.bank_loaders())
         with autocast(self.prec, self.device):
             for batch in tqdm(loader_a, desc="style bank (authorized)", leave=False):
                 out = self.model.encode(batch["img"].to(self.device))
                 banks.file_authorized(out["image"], out["logits"], batch["label"].to(self.device))
+                if release and banks.authorized.all_slots_above(RELEASE_BANK_STOP_CONFIDENCE):
+                    break
             for batch in tqdm(loader_u, desc="style bank (unauthorized)", leave=False):
                 out = self.model.encode(batch["img"].to(self.device))
                 banks.file_unauthorized(out["image"], out["logits"])
+                if release and banks.unauthorized.all_slots_above(RELEASE_BANK_STOP_CONFIDENCE):
+                    break
         filled_a = banks.authorized.filled.any(dim=1).sum()
         filled_u = banks.unauthorized.filled.any(dim=1).sum()
         print(f"Style banks filled: authorized {int(filled_a)}/{banks.authorized.num_classes} classes, "
@@ -143,7 +171,8 @@ class IPCLIP(TrainerXU):
         with autocast(self.prec, self.device):
             loss, terms = self.compute_loss(x_a, y_a, x_u, y_u)
         backward_and_step(loss, self.optim, self.scaler)
-        if (self.batch_idx + 1) == self.num_batches:
+        every_step = self.cfg.TRAINER.IPCLIP.LR_STEP_EVERY == "iteration"
+        if every_step or (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         summary = {"loss": terms.pop("total")}
         summary.update(terms)

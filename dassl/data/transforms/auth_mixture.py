@@ -2,9 +2,15 @@
 
 Only watermarked, un-augmented images are authorized, so the unauthorized stream shows the model
 what must be refused: watermarked images whose style was changed (watermark, then strong_style),
-restyled images without the watermark, and clean images. The case is drawn anew for every image
-(the release drew it once and kept it for the whole run), from torch's global generator, which
-data-loader workers seed.
+restyled images without the watermark, and clean images. The case is drawn anew for every image,
+from torch's global generator, which data-loader workers seed.
+
+The release draws `randint(0, 4)` per image (rates 0.4, 0.4, 0.2) but its data-set wrapper keeps
+the strong transform once any image has used it, so after the first restyled draw of a data-loader
+worker's epoch a "clean" draw is restyled too: in effect about 40 % watermark + strong, 60 % strong
+and almost no clean image. INPUT.AUTH_MIX.STICKY reproduces that accident. With the release's strong
+augmentation (INPUT.STRONG_STYLE.VARIANT release) the restyled cases end at the network's input size
+and the clean case takes the train transform: `training_pipeline` builds that per-image choice.
 """
 import math
 import numbers
@@ -19,6 +25,7 @@ __all__ = ["AUTH_MIX_CASES", "check_rates", "auth_mixture"]
 
 # Case i is drawn with probability INPUT.AUTH_MIX.RATES[i].
 AUTH_MIX_CASES = ("watermark+strong_style", "strong_style", "clean")
+WATERMARK_STRONG, STRONG, CLEAN = range(len(AUTH_MIX_CASES))
 
 
 def check_rates(rates, key="INPUT.AUTH_MIX.RATES"):
@@ -48,11 +55,32 @@ class auth_mixture:
 
     def __init__(self, cfg):
         self.rates = check_rates(cfg.INPUT.AUTH_MIX.RATES)
+        sticky = cfg.INPUT.AUTH_MIX.STICKY
+        if not isinstance(sticky, bool):
+            raise ValueError(f"INPUT.AUTH_MIX.STICKY must be True or False; got {sticky!r}")
+        self.sticky = sticky
+        self.restyled_seen = False  # per copy: each data-loader worker holds its own
         self.watermark = watermark(cfg)
         self.strong_style = strong_style(cfg)
 
     def draw_case(self):
-        """A fresh case index into AUTH_MIX_CASES."""
+        """A case index into AUTH_MIX_CASES: a fresh draw, except that with STICKY a clean draw
+        after a restyled one is restyled (strong_style only)."""
+        case = self._draw_rate()
+        if self.sticky:
+            if case != CLEAN:
+                self.restyled_seen = True
+            elif self.restyled_seen:
+                case = STRONG
+        return case
+
+    def training_pipeline(self, tfm_train, tfm_test):
+        """PIL -> tensor per image when the strong augmentation brings its own pipeline (the
+        release's); None otherwise (this pre-transform, then the train transform)."""
+        strong = self.strong_style.training_pipeline(tfm_train, tfm_test)
+        return None if strong is None else AuthMixturePipeline(self, strong, tfm_train)
+
+    def _draw_rate(self):
         u = torch.rand(()).item()
         total = 0.0
         for case, rate in enumerate(self.rates):
@@ -80,3 +108,24 @@ class auth_mixture:
     def __repr__(self):
         rates = ", ".join(f"{name}: {rate:.3g}" for name, rate in zip(AUTH_MIX_CASES, self.rates))
         return f"auth_mixture({rates}; {self.watermark!r}, {self.strong_style!r})"
+
+
+class AuthMixturePipeline:
+    """PIL -> tensor: per image a case of `mixture`; the restyled cases go through `strong` (a whole
+    pipeline, the watermark painted first for case 0), the clean case through `tfm_train`."""
+
+    def __init__(self, mixture, strong, tfm_train):
+        self.mixture = mixture
+        self.strong = strong
+        self.tfm_train = tfm_train
+
+    def __call__(self, img):
+        case = self.mixture.draw_case()
+        if case == WATERMARK_STRONG:
+            return self.strong(self.mixture.watermark(img))
+        if case == STRONG:
+            return self.strong(img)
+        return self.tfm_train(img)
+
+    def __repr__(self):
+        return f"AuthMixturePipeline({self.mixture!r}, strong={self.strong!r})"

@@ -9,7 +9,8 @@ import inspect
 
 from dassl.utils import Registry
 
-__all__ = ["PRE_TRANSFORM_REGISTRY", "ComposePIL", "build_pre_transform"]
+__all__ = ["PRE_TRANSFORM_REGISTRY", "ComposePIL", "PreThen", "build_pre_transform",
+           "training_transforms"]
 
 PRE_TRANSFORM_REGISTRY = Registry("PRE_TRANSFORM")
 
@@ -27,6 +28,41 @@ class ComposePIL:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.ops})"
+
+    def training_pipeline(self, tfm_train, tfm_test):
+        """The last op's own training pipeline (see `training_transforms`), after the other ops."""
+        own = getattr(self.ops[-1], "training_pipeline", None) if self.ops else None
+        pipeline = own(tfm_train, tfm_test) if own is not None else None
+        if pipeline is None or len(self.ops) == 1:
+            return pipeline
+        return PreThen(ComposePIL(self.ops[:-1]), pipeline)
+
+
+class PreThen:
+    """PIL -> whatever `transform` returns: `pre` (PIL -> PIL), then `transform`."""
+
+    def __init__(self, pre, transform):
+        self.pre = pre
+        self.transform = transform
+
+    def __call__(self, img):
+        return self.transform(self.pre(img))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.pre!r}, {self.transform!r})"
+
+
+def training_transforms(pre, tfm_train, tfm_test):
+    """(pre_transform, transform) for a training stream whose images `pre` edits first.
+
+    Usually (pre, tfm_train): the edit at the original resolution, then the train augmentation. A
+    pre-transform may instead define `training_pipeline(tfm_train, tfm_test)` returning a whole
+    PIL -> tensor pipeline (the release's strong augmentation already crops to the input size and
+    is followed by the test transform only); it then replaces both.
+    """
+    own = getattr(pre, "training_pipeline", None)
+    pipeline = own(tfm_train, tfm_test) if own is not None else None
+    return (pre, tfm_train) if pipeline is None else (None, pipeline)
 
 
 def build_pre_transform(names, cfg):

@@ -1,17 +1,31 @@
 """Strong style augmentation: the target-free scenario's stand-in for unseen domains.
 
-RandAugment-like: each op of a fixed list of 10 photometric and geometric edits is applied with
-probability PROB at a random strength up to MAX_MAGNITUDE (strengths in [0, 1], the units of
-`randaugment.AUGMENT_OPS`), in a random order, then a grey square is cut out. Randomness comes from
-torch's global generator, which data-loader workers seed and `set_random_seed` fixes.
+INPUT.STRONG_STYLE.VARIANT "ours": RandAugment-like: each op of a fixed list of 10 photometric and
+geometric edits is applied with probability PROB at a random strength up to MAX_MAGNITUDE (strengths
+in [0, 1], the units of `randaugment.AUGMENT_OPS`), in a random order, then a grey square is cut out;
+at the image's original resolution, before the usual train transform.
+
+VARIANT "release": the release's target-free transform: resize (shorter side) and center crop to
+INPUT.SIZE, then `randaugment_opmatch.RandAugmentOPMatch` (NUM_OPS ops with replacement, PROB, the
+CUTOUT_SIZE cutout at the network's resolution); a training stream then only converts the image to
+a normalised tensor (the test transform), with no random crop or flip (`training_pipeline`).
+
+Randomness comes from torch's global generator, which data-loader workers seed and `set_random_seed`
+fixes.
 """
 import numbers
 
 import torch
+import torchvision.transforms as T
 
-from .pre_transforms import PRE_TRANSFORM_REGISTRY
+from .pre_transforms import PRE_TRANSFORM_REGISTRY, PreThen
 from .randaugment import apply_op
+from .randaugment_opmatch import RandAugmentOPMatch
+from .transforms import interpolation_mode
 from .watermark import check_rgb
+
+#: Values of INPUT.STRONG_STYLE.VARIANT.
+STRONG_STYLE_VARIANTS = ("ours", "release")
 
 __all__ = ["STRONG_STYLE_OPS", "grey_square", "strong_style"]
 
@@ -79,15 +93,41 @@ class strong_style:
     def __init__(self, cfg):
         node = cfg.INPUT.STRONG_STYLE
         key = "INPUT.STRONG_STYLE."
-        self.num_ops = _check_int(node.NUM_OPS, key + "NUM_OPS", 0, len(STRONG_STYLE_OPS))
+        if node.VARIANT not in STRONG_STYLE_VARIANTS:
+            raise ValueError(f"{key}VARIANT must be one of {', '.join(STRONG_STYLE_VARIANTS)}; "
+                             f"got {node.VARIANT!r}")
+        self.variant = node.VARIANT
+        # the release draws its ops with replacement, so any count works; ours takes distinct ops
+        max_ops = len(STRONG_STYLE_OPS) if self.variant == "ours" else None
+        self.num_ops = _check_int(node.NUM_OPS, key + "NUM_OPS", 0, max_ops)
         self.prob = _check_unit(node.PROB, key + "PROB")
         self.max_magnitude = _check_unit(node.MAX_MAGNITUDE, key + "MAX_MAGNITUDE")
         self.cutout_size = _check_int(node.CUTOUT_SIZE, key + "CUTOUT_SIZE", 0)
         self.cutout_fill = check_rgb(node.CUTOUT_FILL, key + "CUTOUT_FILL")
+        self.release_ops = None
+        if self.variant == "release":
+            size = tuple(cfg.INPUT.SIZE)
+            self.resize_crop = T.Compose([T.Resize(max(size), interpolation=interpolation_mode(cfg)),
+                                          T.CenterCrop(size)])
+            self.release_ops = RandAugmentOPMatch(self.num_ops, self.prob, self.cutout_size,
+                                                  self.cutout_fill)
+
+    @property
+    def ends_at_input_size(self):
+        """True when the output is already the network's input (the release's variant)."""
+        return self.variant == "release"
+
+    def training_pipeline(self, tfm_train, tfm_test):
+        """PIL -> tensor of a training stream: the release's variant is followed by the test
+        transform only (no second crop); None for ours (pre-transform, then the train transform)."""
+        return PreThen(self, tfm_test) if self.ends_at_input_size else None
 
     def __call__(self, img):
         mode = img.mode
-        out = img if mode == "RGB" else img.convert("RGB")  # the op table works on RGB
+        out = img if mode == "RGB" else img.convert("RGB")  # the op tables work on RGB
+        if self.release_ops is not None:
+            out = self.release_ops(self.resize_crop(out))
+            return out if mode == "RGB" else out.convert(mode)
         names = list(STRONG_STYLE_OPS)
         for i in torch.randperm(len(names))[: self.num_ops].tolist():
             if torch.rand(()).item() < self.prob:
@@ -97,6 +137,8 @@ class strong_style:
         return out if mode == "RGB" else out.convert(mode)
 
     def __repr__(self):
+        if self.release_ops is not None:
+            return f"strong_style(variant=release, {self.resize_crop}, {self.release_ops})"
         return (
             f"strong_style(num_ops={self.num_ops}, prob={self.prob}, max_magnitude={self.max_magnitude}, "
             f"cutout_size={self.cutout_size}, cutout_fill={self.cutout_fill})"
