@@ -93,6 +93,25 @@ def test_only_the_projector_and_branch_learn(toy_root, tmp_path, random_clip_fil
     assert changed, "the optimiser step changed no learnable parameter"
 
 
+def test_a_collapsed_run_stops_with_an_error_and_is_not_finished(toy_root, tmp_path, random_clip_file,
+                                                                 capsys):
+    """The issue's reproduction (SGD at lr 1e6, no token bound): the loss becomes NaN, the CLI exits
+    non-zero naming the epoch and batch, and nothing records the run as finished."""
+    out = tmp_path / "nan"
+    code = train.cli([
+        "--root", str(toy_root), "--seed", "1", "--trainer", "IPCLIP", "--source-domains", "photo",
+        "--target-domains", "sketch", "--dataset-config-file", "configs/datasets/toy_domains.yaml",
+        "--config-file", "configs/trainers/IPCLIP/tiny.yaml", "--output-dir", str(out),
+        "MODEL.BACKBONE.NAME", str(random_clip_file), "OPTIM.NAME", "sgd", "OPTIM.LR", "1e6",
+        "OPTIM.WARMUP_EPOCH", "0", "TRAINER.IPCLIP.TOKEN_BOUND", "0.0", "OPTIM.MAX_EPOCH", "1",
+    ])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "NaN" in err and "epoch 1/1, batch" in err and "Traceback" not in err
+    results = out / "results.json"
+    assert not results.exists() or not json.loads(results.read_text())["finished"]
+
+
 def test_checkpoint_with_banks_round_trips_weights_only(toy_root, tmp_path, random_clip_file):
     trainer = build_trainer(_cfg(toy_root, tmp_path / "a", random_clip_file))
     trainer.fill_banks()
@@ -122,7 +141,7 @@ def test_inference_matches_between_batch_sizes(toy_root, tmp_path, random_clip_f
     torch.testing.assert_close(full, single, rtol=1e-4, atol=1e-4)
 
 
-def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path):
+def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tiny_clip_backbone, tmp_path):
     """End to end with the pretrained tiny CLIP: IP-CLIP keeps the source and drops the target,
     where the CoOp reference (same seed) is accurate on both. Loose bounds, fixed seed."""
     common = [
@@ -135,6 +154,7 @@ def test_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_pa
         train.main(common + [
             "--trainer", trainer, "--config-file", f"configs/trainers/{trainer}/tiny.yaml",
             "--output-dir", str(out), "MODEL.CLIP.CACHE_DIR", str(tiny_clip_cache_dir),
+            "MODEL.BACKBONE.NAME", tiny_clip_backbone,
         ])
         results[trainer] = json.loads((out / "results.json").read_text())["final"]
     chance = 100.0 / 10
@@ -157,7 +177,8 @@ _AUTHORIZATION_DOMAINS = [f"{domain}{mark}" for mark in ("", "_wm")
     ("authorization", "['{domain}=each','{domain}_wm=each+watermark']", "photo_wm",
      [name for name in _AUTHORIZATION_DOMAINS if name != "photo_wm"]),
 ])
-def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tmp_path, scenario,
+def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_dir, tiny_clip_backbone, tmp_path,
+                                                    scenario,
                                                     test_sets, authorized_set, unauthorized_sets):
     """The scenario script's runs (CoOp reference and IP-CLIP with configs/trainers/IPCLIP/
     tiny_<scenario>.yaml and the scenario's dataset config, seed 1): IP-CLIP stays near CoOp on the
@@ -177,7 +198,8 @@ def test_scenario_protection_on_synthetic_benchmark(toy_root, tiny_clip_cache_di
         out = tmp_path / trainer
         train.main(common + [
             "--trainer", trainer, "--config-file", config, "--output-dir", str(out),
-            "MODEL.CLIP.CACHE_DIR", str(tiny_clip_cache_dir), "DATASET.TEST_SETS", test_sets,
+            "MODEL.CLIP.CACHE_DIR", str(tiny_clip_cache_dir), "MODEL.BACKBONE.NAME", tiny_clip_backbone,
+            "DATASET.TEST_SETS", test_sets,
             "TRAINER.IPCLIP.SCENARIO", scenario,
         ])
         final = json.loads((out / "results.json").read_text())["final"]
