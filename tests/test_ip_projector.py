@@ -95,3 +95,37 @@ def test_runs_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         context = projector.context(random_stats(VIT_DIMS))
     assert context.shape == (5, 7, 16) and torch.isfinite(context.float()).all()
+
+
+def test_domain_tokens_start_at_the_given_words_and_still_depend_on_the_image():
+    torch.manual_seed(0)
+    projector = IPProjector(RESNET_DIMS, text_width=48)
+    words = torch.randn(len(RESNET_DIMS), 48)
+    projector.init_domain_tokens(words)
+    domain, _ = projector(random_stats(RESNET_DIMS))
+    # The per-layer map's output starts at CoOp's init scale around its bias: the words.
+    assert (domain - words).abs().max() < 0.2 * words.abs().max()
+    assert (domain[0] - domain[1]).abs().max() > 0, "the tokens must still depend on the image"
+    with pytest.raises(ValueError, match="domain token init must be"):
+        projector.init_domain_tokens(torch.zeros(2, 48))
+
+
+@pytest.mark.parametrize("bound_type", ["coordinate", "norm"])
+def test_token_bound_limits_tokens_and_the_norm_bound_keeps_their_direction(bound_type):
+    torch.manual_seed(0)
+    projector = IPProjector(VIT_DIMS, text_width=48, token_bound=0.5, bound_type=bound_type)
+    free = IPProjector(VIT_DIMS, text_width=48)
+    free.load_state_dict(projector.state_dict())
+    with torch.no_grad():
+        for p in (projector.domain_mlp.output.bias, free.domain_mlp.output.bias):
+            p.fill_(3.0)  # far outside the bound
+    stats = random_stats(VIT_DIMS)
+    bounded, raw = projector(stats)[0], free(stats)[0]
+    if bound_type == "coordinate":
+        assert bounded.abs().max() <= 0.5
+    else:
+        assert bounded.norm(dim=-1).max() <= 0.5 + 1e-6
+        torch.testing.assert_close(nn.functional.normalize(bounded, dim=-1),
+                                   nn.functional.normalize(raw, dim=-1))
+    with pytest.raises(ValueError, match="TOKEN_BOUND_TYPE must be one of coordinate, norm"):
+        IPProjector(VIT_DIMS, text_width=48, bound_type="sphere")

@@ -321,14 +321,16 @@ class Baseline:
 
 
 def baselines(experiments_: list[Experiment], finals) -> list[Baseline]:
-    """CoOp on its own source domain against zero-shot CLIP, once per CoOp run."""
+    """CoOp on its own (clean) source domain against zero-shot CLIP, once per (CLIP, source, seed):
+    the CoOp runs of the different watermarks train identically and differ only in their test sets."""
     rows = {}
     for exp in experiments_:
         coop, zs = finals.get(exp.coop.output_dir), finals.get(exp.zero_shot.output_dir)
-        if coop is None or zs is None or exp.coop.output_dir in rows:
+        key = (exp.coop.clip_seed, exp.coop.source, exp.coop.seed)
+        if coop is None or zs is None or key in rows:
             continue
         source = exp.coop.source
-        rows[exp.coop.output_dir] = Baseline(exp.coop.clip_seed, source, exp.coop.seed, zs[source], coop[source])
+        rows[key] = Baseline(exp.coop.clip_seed, source, exp.coop.seed, zs[source], coop[source])
     return sorted(rows.values(), key=lambda b: (b.clip_seed, b.source, b.seed))
 
 

@@ -97,6 +97,19 @@ class PerLayerMLP(nn.Module):
         return self.output(F.gelu(hidden))
 
 
+def check_projector_args(name, layer_dims, n_image_tokens, bound_type):
+    """The arguments every projector shares, checked once -> layer_dims as a list of ints."""
+    layer_dims = [int(d) for d in layer_dims]
+    if not layer_dims or min(layer_dims) < 1:
+        raise ValueError(f"{name} needs at least one layer of positive width, got layer_dims={layer_dims}.")
+    if n_image_tokens < 1:
+        raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
+    if bound_type not in BOUND_TYPES:
+        raise ValueError(f"TRAINER.IPCLIP.TOKEN_BOUND_TYPE must be one of {', '.join(BOUND_TYPES)}, "
+                         f"got {bound_type!r}")
+    return layer_dims
+
+
 def bound_tokens(tokens, bound, bound_type):
     """Soft bound `b * tanh(x / b)` on every coordinate, or on every token's norm (direction kept);
     None or 0: the tokens unchanged."""
@@ -118,7 +131,8 @@ class IPProjector(nn.Module):
     n_image_tokens: M, the number of image (content) tokens.
     hidden: hidden width of the per-layer MLPs (default text_width // 4).
     token_bound: if set, tokens are softly bounded by `b * tanh(x / b)`: every coordinate
-        (bound_type "coordinate") or every token's norm, keeping its direction (bound_type "norm"). The loss maximises the distance between the two domains' tokens
+        (bound_type "coordinate") or every token's norm, keeping its direction (bound_type "norm").
+        The loss maximises the distance between the two domains' tokens
         (clamped only at U = 5 in MSE); unbounded, the tokens grow far beyond CLIP's token-embedding
         scale until the class name no longer matters and every prompt collapses to the same feature.
     """
@@ -126,18 +140,11 @@ class IPProjector(nn.Module):
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
                  token_init_std=DEFAULT_TOKEN_INIT_STD, token_bound=None, bound_type="coordinate"):
         super().__init__()
-        layer_dims = [int(d) for d in layer_dims]
-        if not layer_dims or min(layer_dims) < 1:
-            raise ValueError(f"IPProjector needs at least one layer of positive width, got "
-                             f"layer_dims={layer_dims}.")
-        if n_image_tokens < 1:
-            raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
+        layer_dims = check_projector_args(type(self).__name__, layer_dims, n_image_tokens, bound_type)
         hidden = hidden or max(text_width // 4, 1)
         self.layer_dims = layer_dims
         self.text_width = text_width
         self.n_image_tokens = n_image_tokens
-        if bound_type not in BOUND_TYPES:
-            raise ValueError(f"token bound type must be one of {BOUND_TYPES}, got {bound_type!r}")
         self.token_bound = token_bound
         self.bound_type = bound_type
         n_layers = len(layer_dims)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ip_projector import PerLayerLinear, bound_tokens
+from .ip_projector import PerLayerLinear, bound_tokens, check_projector_args
 
 #: Default hidden width of the domain token's two linear maps, as a fraction of the text width
 #: (the release's 256 for ViT-B/16's 512-wide text encoder).
@@ -34,12 +34,7 @@ class ReleaseIPProjector(nn.Module):
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None, token_bound=None,
                  bound_type="coordinate"):
         super().__init__()
-        layer_dims = [int(d) for d in layer_dims]
-        if not layer_dims or min(layer_dims) < 1:
-            raise ValueError(f"ReleaseIPProjector needs at least one layer of positive width, got "
-                             f"layer_dims={layer_dims}.")
-        if n_image_tokens < 1:
-            raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
+        layer_dims = check_projector_args(type(self).__name__, layer_dims, n_image_tokens, bound_type)
         hidden = hidden or max(text_width // RELEASE_HIDDEN_DIVISOR, 1)
         n_layers = len(layer_dims)
         self.layer_dims = layer_dims
