@@ -125,6 +125,33 @@ def test_clamp_caps_value_and_stops_gradient_above_bound():
     assert b["text_u"].grad.abs().sum() > 0  # KL below U still pulls
 
 
+def test_kl_upper_bound_caps_only_the_kl():
+    """KL_UPPER_BOUND below the KL (0.06) caps it (value and gradient) and leaves U to the other
+    terms; 0 means the KL shares U."""
+    b = batch()
+    b["text_u"] = b["text_u"].clone().requires_grad_()
+    b["logits_u"] = b["logits_u"].clone().requires_grad_()
+    base = dict(w_u=1, s_ai=1, w_ai=0, w_ui=0, w_m=0, w_en=0, w_kl=1, upper_bound=100)
+    total, _ = IPCLIPLoss(IPCLIPLossWeights(kl_upper_bound=0.01, **base))(**b)
+    assert total.item() == pytest.approx(CE_A - CE_U - 0.01, rel=1e-5)
+    total.backward()
+    assert b["text_u"].grad.abs().sum() == 0
+    assert b["logits_u"].grad.abs().sum() > 0  # CE_u (below U = 100) still pushes
+    shared, _ = IPCLIPLoss(IPCLIPLossWeights(kl_upper_bound=0.0, **base))(**batch())
+    assert shared.item() == pytest.approx(CE_A - CE_U - KL, rel=1e-5)
+    with pytest.raises(ValueError, match="KL_UPPER_BOUND must be >= 0"):
+        IPCLIPLossWeights.from_cfg(_node_with(KL_UPPER_BOUND=-1.0))
+
+
+def _node_with(**overrides):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    node = cfg.TRAINER.IPCLIP.LOSS.TARGET_FREE.clone()
+    for key, value in overrides.items():
+        setattr(node, key, value)
+    return node
+
+
 @pytest.mark.parametrize("name,term,sign", [
     ("w_u", "ce_u", -1), ("w_ai", "ce_ai", 1), ("w_ui", "ce_ui", -1), ("w_m", "mse_dom", -1),
     ("w_en", "entropy_u", 1), ("w_kl", "kl_text", -1)])

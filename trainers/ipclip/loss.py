@@ -1,7 +1,9 @@
 """IP-CLIP's training objective (docs/method.md, the loss).
 
     L = CE_a - w_u*min(CE_u, U) + s_ai*w_ai*min(CE_ai, U) - w_ui*min(CE_ui, U)
-        - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U)
+        - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U_KL)
+
+U_KL is kl_upper_bound, or U where that is 0 (the release).
 
 `min(term, U)` is `torch.clamp(term, max=U)`: a maximised term stops pulling (value and gradient)
 once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis by
@@ -30,10 +32,12 @@ from torch import nn
 #: Config key (under the node given to IPCLIPLossWeights.from_cfg) of each weight.
 CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
-    "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND",
+    "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND", "kl_upper_bound": "KL_UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
     "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS",
 }
+#: Bounds that must not be negative.
+NON_NEGATIVE = ("kl_upper_bound",)
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
 #: Forms of the KL term: ours (scaled features, KL(p_a || p_u), channel mean, clamped) or the release's.
@@ -57,6 +61,7 @@ class IPCLIPLossWeights:
     w_en: float = 1.0
     w_kl: float = 1.0
     upper_bound: float = 5.0
+    kl_upper_bound: float = 0.0  # 0: the KL shares upper_bound
     per_sample_bound: bool = False
     kl_stop_authorized: bool = False
     kl_form: str = "ours"
@@ -92,6 +97,9 @@ def _check_weight(name, value, key):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"IP-CLIP loss key {key} must be a number, got {value!r}.")
+    if name in NON_NEGATIVE and value < 0:
+        raise ValueError(f"IP-CLIP loss key {key} must be >= 0 (0: the KL shares UPPER_BOUND), "
+                         f"got {value!r}.")
     return float(value)
 
 
@@ -205,7 +213,8 @@ class IPCLIPLoss(nn.Module):
         kl_text_a = text_a.detach() if w.kl_stop_authorized else text_a
         if w.kl_form == "ours":
             samples["kl_text"] = per_sample_kl(kl_text_a, text_u)
-        bounded = {name: self._bounded(values) for name, values in samples.items()}
+        bounded = {name: self._bounded(values, w.kl_upper_bound if name == "kl_text" else 0.0)
+                   for name, values in samples.items()}
         terms = {"ce_a": F.cross_entropy(logits_a.float(), labels_a)}
         terms.update({name: values.mean() for name, values in samples.items()})
         if w.kl_form == "release":  # never clamped
@@ -233,9 +242,10 @@ class IPCLIPLoss(nn.Module):
         logged["total"] = total.detach()
         return total, logged
 
-    def _bounded(self, per_sample):
-        """min(term, U): of each sample's value (per_sample_bound) or of their mean (the release)."""
-        cap = self.weights.upper_bound
+    def _bounded(self, per_sample, own_bound=0.0):
+        """min(term, U): of each sample's value (per_sample_bound) or of their mean (the release).
+        A positive `own_bound` replaces U for this term."""
+        cap = own_bound or self.weights.upper_bound
         if self.weights.per_sample_bound:
             return torch.clamp(per_sample, max=cap).mean()
         return torch.clamp(per_sample.mean(), max=cap)
