@@ -209,13 +209,19 @@ def test_weights_from_config_and_scenarios():
     node.PER_SAMPLE_BOUND = True
     node.KL_STOP_AUTHORIZED = True
     node.KL_FORM = "release"
+    node.KL_UPPER_BOUND = 0.0  # the release's KL has no bound of its own (checked below)
     node.ENTROPY_FORM = "release"
     node.U_LOSS = "unlikelihood"
     w = IPCLIPLossWeights.from_cfg(node)
     assert w.kl_form == "release" and w.entropy_form == "release" and w.u_loss == "unlikelihood"
     numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in FORMS]
-    assert [getattr(w, f) for f in numeric] == [float(i + 1) for i in range(len(numeric))]
+    assert [getattr(w, f) for f in numeric] == [node[CONFIG_KEYS[f]] for f in numeric]
+    assert len({getattr(w, f) for f in numeric}) == len(numeric)  # each key read into its own field
     assert w.per_sample_bound is True and w.kl_stop_authorized is True
+    node.KL_UPPER_BOUND = 0.5
+    with pytest.raises(ValueError, match="KL_UPPER_BOUND .* only applies to KL_FORM ours"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.KL_UPPER_BOUND = 0.0
     node.PER_SAMPLE_BOUND = 1.0
     with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
         IPCLIPLossWeights.from_cfg(node)

@@ -107,7 +107,8 @@ def extend_cfg(cfg):
         node.W_AI = 1.0
         node.W_UI = 1.0
         node.UPPER_BOUND = 5.0
-        # The KL term's own bound (KL_FORM "ours"): 0 uses UPPER_BOUND (the release). A bound below
+        # The KL term's own bound (KL_FORM "ours" only: an error with "release", whose KL is never
+        # clamped): 0 uses UPPER_BOUND (the release). A bound below
         # U stops the KL's push once the prompts are that far apart (docs/method.md M7: on the
         # tiny CLIP this did not give the authorized accuracy back, so no shipped config sets it).
         node.KL_UPPER_BOUND = 0.0

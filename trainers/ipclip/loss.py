@@ -68,6 +68,14 @@ class IPCLIPLossWeights:
     entropy_form: str = "classes"
     u_loss: str = "bounded_ce"
 
+    def __post_init__(self):
+        # The release's KL is never clamped: a bound of its own would be silently ignored.
+        if self.kl_form == "release" and self.kl_upper_bound > 0:
+            raise ValueError(
+                f"IP-CLIP loss key KL_UPPER_BOUND ({self.kl_upper_bound}) only applies to "
+                "KL_FORM ours; the release's KL is never clamped. Set KL_UPPER_BOUND 0.0 or "
+                "KL_FORM ours.")
+
     @classmethod
     def from_cfg(cls, node):
         """Read the weights from a config node holding W_U, S_AI, ... UPPER_BOUND: one scenario's
