@@ -11,7 +11,8 @@ import torch
 
 from dassl.config import get_cfg_default, merge_config_file
 from dassl.engine import build_trainer
-from dassl.engine.run_folder import FINISHED, check_run_folder
+from dassl.engine.run_folder import FINISHED, check_run_folder, clean_temporary_files
+from dassl.engine.run_lock import RunLock
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from trainers import register_all
 from trainers.config import extend_cfg
@@ -125,16 +126,26 @@ def main(argv=None):
     register_all()
     cfg = setup_cfg(args)
     check_request(args, cfg)
+    # One process per run folder: a second run into it stops here with the holder's name.
+    with RunLock(cfg.OUTPUT_DIR):
+        return run(args, cfg)
+
+
+def run(args, cfg):
+    """The run of `cfg`, with its output folder locked."""
     # Before anything is written there: a finished run is not redone, another config's run is refused.
     defaults = extend_cfg(get_cfg_default())
     if not args.no_train and check_run_folder(cfg, defaults) == FINISHED:
         print(f"{cfg.OUTPUT_DIR} holds this run, finished, with the same config (results.json): "
               "nothing to do. Move the folder away to run it again.")
         return None
+    leftovers = clean_temporary_files(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    if leftovers:
+        print(f"Removed {len(leftovers)} temporary file(s) of interrupted writes: {', '.join(leftovers)}")
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
@@ -158,9 +169,11 @@ def cli(argv=None):
     (set IPCLIP_TRACEBACK=1 to see one)."""
     from dassl.data.datasets import DatasetError
     from dassl.engine import NonFiniteLossError
+    from dassl.engine.run_lock import RunFolderLocked
     from trainers.clip_backbone import ClipLoadError
 
-    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError)
+    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError,
+                   RunFolderLocked)
     try:
         main(argv)
     except NonFiniteLossError as err:

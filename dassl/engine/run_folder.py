@@ -4,7 +4,18 @@ A rerun of a finished run must not train again (and overwrite its results), and 
 a run made with another config must not be resumed or overwritten: its checkpoints and its
 results.json would silently mix with the new run's, and a table would report a stale number. The
 config saved in results.json is compared with the current one, key by key.
+
+What a crash leaves behind is handled here too: the temporary files of writes that were killed, and
+checkpoints that cannot be read (a truncated file, or one deleted by hand while the `checkpoint`
+pointer still names it): a resume falls back to the newest epoch every model can load.
 """
+import os
+import os.path as osp
+import re
+
+from dassl.utils.tools import TMP_SUFFIX
+from dassl.utils.torchtools import checkpoint_pointer, load_checkpoint
+
 from .run_record import cfg_to_dict, read_results
 
 #: Keys (and key prefixes) that may differ between two invocations of the same experiment: where
@@ -79,3 +90,56 @@ def check_run_folder(cfg, defaults=None):
             "--output-dir (scripts: OUTPUT=...), or move that folder away to run this one there."
         )
     return FINISHED if saved.get("finished") else UNFINISHED
+
+
+#: Names of atomic_write's temporary files (".<target>.<8 random chars>.tmp"), and the fixed name
+#: that results.json was once written through.
+TEMPORARY_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + r"$|^results\.json\.tmp$")
+#: Checkpoints saved per epoch (save_checkpoint's default name).
+EPOCH_CHECKPOINT = re.compile(r"^model\.pth\.tar-(\d+)$")
+
+
+def clean_temporary_files(output_dir):
+    """Delete the temporary files that killed writes left in a run folder; return their paths.
+    Call it only while holding the folder's lock (RunLock): a live writer's file would go too."""
+    removed = []
+    for folder, _, files in os.walk(output_dir):
+        for name in files:
+            if TEMPORARY_FILE.match(name):
+                os.remove(osp.join(folder, name))
+                removed.append(osp.join(folder, name))
+    return sorted(removed)
+
+
+def _epochs(folder):
+    if not osp.isdir(folder):
+        return set()
+    return {int(m.group(1)) for m in map(EPOCH_CHECKPOINT.match, os.listdir(folder)) if m}
+
+
+def find_resume_checkpoints(directory, names):
+    """The checkpoints to resume the models `names` from: ({name: loaded checkpoint} or None,
+    [(path, why it was skipped)]).
+
+    Tried in order: the file every `directory/<name>/checkpoint` pointer names, then each epoch that
+    every model has, newest first. A candidate is taken when every model's file loads; one that is
+    missing or unreadable is skipped (and reported) in favour of the next.
+    """
+    pointed = {checkpoint_pointer(osp.join(directory, name)) for name in names}
+    candidates = [pointed.pop()] if len(pointed) == 1 and None not in pointed else []
+    common = set.intersection(*(_epochs(osp.join(directory, name)) for name in names)) if names else set()
+    candidates += [f"model.pth.tar-{e}" for e in sorted(common, reverse=True)
+                   if f"model.pth.tar-{e}" not in candidates]
+    skipped = []
+    for fname in candidates:
+        loaded = {}
+        for name in names:
+            path = osp.join(directory, name, fname)
+            try:
+                loaded[name] = load_checkpoint(path)
+            except (FileNotFoundError, RuntimeError) as err:
+                skipped.append((path, str(err).split(". ")[0]))
+                break
+        else:
+            return loaded, skipped
+    return None, skipped

@@ -8,6 +8,8 @@ import math
 import os
 import time
 
+from dassl.utils.tools import atomic_write
+
 FORMAT_VERSION = 1
 FILENAME = "results.json"
 
@@ -107,7 +109,10 @@ class RunRecord:
         self.data["finished"] = finished
         self.data["wall_time_s"] = round(self._previous_wall + time.time() - self._start, 3)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(finite_or_none(self.data), f, indent=2, allow_nan=False)
-        os.replace(tmp, self.path)
+        data = finite_or_none(self.data)
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=2, allow_nan=False)
+
+        atomic_write(self.path, write)

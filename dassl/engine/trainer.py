@@ -17,15 +17,10 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
-from dassl.utils import (
-    get_rng_state,
-    load_checkpoint,
-    resume_from_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-    tolist_if_not,
-)
+from dassl.utils import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state, tolist_if_not
+from dassl.utils.torchtools import restore_checkpoint
 
+from .run_folder import find_resume_checkpoints
 from .run_record import RunRecord
 
 
@@ -166,22 +161,32 @@ class TrainerBase:
                 state, osp.join(directory, name), is_best=is_best, model_name=model_name
             )
 
-    def resume_model_if_exist(self, directory):
+    def resume_model_if_exist(self, directory, required=False):
+        """Restore every model from the newest checkpoint they can all load (run_folder's
+        find_resume_checkpoints); return its epoch, 0 to train from scratch. `required`: a folder
+        without any checkpoint is an error (--resume DIR), not a fresh start."""
         names = self.get_model_names()
-        if not names or not all(osp.isfile(osp.join(directory, n, "checkpoint")) for n in names):
-            print("No checkpoint found, train from scratch")
+        found, skipped = find_resume_checkpoints(directory, names) if names else (None, [])
+        for path, why in skipped:
+            print(f"Skipping checkpoint {path}: {why}")
+        if found is None:
+            if required and names:
+                raise FileNotFoundError(
+                    f"--resume {directory}: no readable checkpoint there (expected "
+                    f"{directory}/<model>/model.pth.tar-<epoch> for the models {', '.join(names)}). "
+                    "Pass the OUTPUT_DIR of an earlier run of this trainer, or drop --resume to "
+                    "train from scratch."
+                )
+            print("No readable checkpoint left, train from scratch" if skipped
+                  else "No checkpoint found, train from scratch")
             return 0
         print(f"Found checkpoint at {directory} (will resume training)")
         start_epoch = 0
         for name in names:
-            path = osp.join(directory, name)
-            start_epoch = resume_from_checkpoint(
-                path, self._models[name], self._optims[name], self._scheds[name]
-            )
+            start_epoch = restore_checkpoint(
+                found[name], self._models[name], self._optims[name], self._scheds[name])
         # The extra state is identical in every model's file; read it from the last one.
-        with open(osp.join(directory, names[-1], "checkpoint")) as f:
-            fname = f.readline().strip()
-        self._restore_extra_checkpoint_state(load_checkpoint(osp.join(directory, names[-1], fname)))
+        self._restore_extra_checkpoint_state(found[names[-1]])
         return start_epoch
 
     def load_model(self, directory, epoch=None):
@@ -351,8 +356,11 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self):
         directory = self.cfg.RESUME if self.cfg.RESUME else self.output_dir
-        self.start_epoch = self.resume_model_if_exist(directory)
+        self.start_epoch = self.resume_model_if_exist(directory, required=bool(self.cfg.RESUME))
         self.record.keep_previous(self.start_epoch)
+        # The config goes on record before the first checkpoint: a rerun with another config is
+        # refused (run_folder) even when this one is killed before epoch 1 ends.
+        self.record.save(finished=False)
         writer_dir = osp.join(self.output_dir, "tensorboard")
         os.makedirs(writer_dir, exist_ok=True)
         self.init_writer(writer_dir)

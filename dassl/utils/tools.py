@@ -6,6 +6,7 @@ import os
 import os.path as osp
 import random
 import sys
+import tempfile
 import time
 import urllib.request
 import warnings
@@ -60,6 +61,36 @@ def write_json(obj, fpath):
     mkdir_if_missing(osp.dirname(fpath))
     with open(fpath, "w") as f:
         json.dump(obj, f, indent=4, separators=(",", ": "))
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+#: Suffix of atomic_write's temporary files; a killed writer leaves one (see run_folder).
+TMP_SUFFIX = ".tmp"
+
+
+def atomic_write(fpath, write_fn):
+    """Run ``write_fn(tmp_path)`` then rename onto `fpath`, so a crash never leaves a torn file.
+
+    The temporary name is unique (mkstemp in the same folder): two writers of one file each write
+    their own and the last rename wins whole, never a mix of both.
+    """
+    dirname = osp.dirname(osp.abspath(fpath))
+    fd, tmp = tempfile.mkstemp(prefix="." + osp.basename(fpath) + ".", suffix=TMP_SUFFIX, dir=dirname)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, fpath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def set_random_seed(seed):

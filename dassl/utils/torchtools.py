@@ -8,7 +8,6 @@ import os.path as osp
 import pickle
 import random
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .tools import mkdir_if_missing
+from .tools import atomic_write, mkdir_if_missing
 
 __all__ = [
     "save_checkpoint",
@@ -31,34 +30,6 @@ __all__ = [
 
 # get_rng_state / set_rng_state are engine extensions: public, but kept out of __all__ so that
 # `from dassl.utils import *` gives exactly upstream's names.
-
-
-# ---------------------------------------------------------------------------------------------
-# atomic writes
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _atomic_write(fpath, write_fn):
-    """Run ``write_fn(tmp_path)`` then rename onto `fpath`, so a crash never leaves a torn file."""
-    dirname = osp.dirname(osp.abspath(fpath))
-    fd, tmp = tempfile.mkstemp(prefix="." + osp.basename(fpath) + ".", suffix=".tmp", dir=dirname)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, fpath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _strip_module_prefix(state_dict):
@@ -93,18 +64,18 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
         model_name = f"model.pth.tar-{state['epoch']}"
     fpath = osp.join(save_dir, model_name)
 
-    _atomic_write(fpath, lambda tmp: torch.save(state, tmp))
+    atomic_write(fpath, lambda tmp: torch.save(state, tmp))
     print(f"Checkpoint saved to {fpath}")
 
     def write_pointer(tmp):
         with open(tmp, "w") as f:
             f.write(f"{osp.basename(fpath)}\n")
 
-    _atomic_write(osp.join(save_dir, "checkpoint"), write_pointer)
+    atomic_write(osp.join(save_dir, "checkpoint"), write_pointer)
 
     if is_best:
         best_fpath = osp.join(osp.dirname(fpath), "model-best.pth.tar")
-        _atomic_write(best_fpath, lambda tmp: shutil.copyfile(fpath, tmp))
+        atomic_write(best_fpath, lambda tmp: shutil.copyfile(fpath, tmp))
         print(f'Best checkpoint saved to "{best_fpath}"')
 
 
@@ -148,6 +119,16 @@ def _unreadable_checkpoint(fpath, err):
     )
 
 
+def checkpoint_pointer(fdir):
+    """The file name that ``fdir/checkpoint`` names (the latest save), or None."""
+    pointer = osp.join(fdir, "checkpoint")
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer, "r") as f:
+        lines = f.read().splitlines()
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
 def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
     """Restore model/optimizer/scheduler from the file named in ``fdir/checkpoint``; return its epoch."""
     pointer = osp.join(fdir, "checkpoint")
@@ -155,14 +136,17 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
         raise FileNotFoundError(
             f'Cannot resume: "{pointer}" does not exist (it names the latest checkpoint in that folder)'
         )
-    with open(pointer, "r") as f:
-        lines = f.read().splitlines()
-    if not lines or not lines[0].strip():
+    name = checkpoint_pointer(fdir)
+    if name is None:
         raise ValueError(f'Cannot resume: "{pointer}" is empty; it should hold a checkpoint file name')
-    fpath = osp.join(fdir, lines[0].strip())
+    fpath = osp.join(fdir, name)
 
     print(f'Loading checkpoint from "{fpath}"')
-    checkpoint = load_checkpoint(fpath)
+    return restore_checkpoint(load_checkpoint(fpath), model, optimizer, scheduler)
+
+
+def restore_checkpoint(checkpoint, model, optimizer=None, scheduler=None):
+    """Put a loaded checkpoint's model/optimizer/scheduler states in place; return its epoch."""
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
