@@ -16,6 +16,7 @@ from dassl.engine.run_lock import RunLock
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from trainers import register_all
 from trainers.config import extend_cfg
+from trainers.ipclip.scenarios import get_scenario
 
 
 def print_args(args, cfg):
@@ -74,8 +75,21 @@ def setup_cfg(args):
             cfg.CONFIG_NAME = os.path.splitext(os.path.basename(args.config_file))[0]
     reset_cfg(cfg, args)
     cfg.merge_from_list(args.opts)
+    apply_scenario_test_sets(cfg)
     cfg.freeze()
     return cfg
+
+
+def apply_scenario_test_sets(cfg):
+    """A run that names no DATASET.TEST_SETS is tested on its scenario's (TRAINER.IPCLIP.SCENARIO,
+    trainers/ipclip/scenarios.py), IP-CLIP and its CoOp reference alike; a target-specified run
+    without target domains keeps the dataset's own test split."""
+    if cfg.DATASET.TEST_SETS:
+        return
+    scenario = get_scenario(cfg.TRAINER.IPCLIP.SCENARIO)
+    if scenario.needs_target and not cfg.DATASET.TARGET_DOMAINS:
+        return
+    cfg.DATASET.TEST_SETS = tuple(scenario.test_sets)
 
 
 def build_parser():

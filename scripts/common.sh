@@ -8,6 +8,9 @@
 # default output), CFG (trainer config name: tiny for toy, vit_b16 otherwise), SEEDS (default
 # "1 2 3"; arguments after the domains override it), PYTHON (default python), DRY_RUN=1 (list the runs
 # and whether they are done, run nothing).
+# IP-CLIP scripts plan and launch their runs with tools/launch.py: LAUNCHER (local, gpus or slurm;
+# default local), WORKERS (local: runs at once), GPUS (gpus: e.g. 0,1,2,3) and LAUNCH_ARGS (more
+# tools/launch.py flags, e.g. "--partition gpu --time 120") choose where the runs go.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -17,18 +20,13 @@ DRY_RUN="${DRY_RUN:-0}"
 RUNS_DONE=0
 RUNS_TODO=0
 
-# IP-CLIP's scenarios; configs/datasets/<dataset>_<scenario>.yaml holds a scenario's dataset settings.
+# IP-CLIP's scenarios (trainers/ipclip/scenarios.py); configs/datasets/<dataset>_<scenario>.yaml
+# holds a scenario's dataset settings.
 SCENARIOS="target_specified target_free ownership authorization"
 
 # The toy pair: trained on product-like photos, protected against line sketches.
 TOY_SOURCE=photo
 TOY_TARGET=sketch
-
-# Test sets of each scenario (docs/design.md, "IP-CLIP scenarios").
-TEST_SETS_TARGET_SPECIFIED="['authorized=source','unauthorized=target']"
-TEST_SETS_TARGET_FREE="['authorized=source','{domain}=each']"
-TEST_SETS_OWNERSHIP="['authorized=source','unauthorized=source+watermark']"
-TEST_SETS_AUTHORIZATION="['{domain}=each','{domain}_wm=each+watermark']"
 
 # select_dataset DATASET: sets DATASET, CFG and DATA (toy defaults), checks the dataset config.
 select_dataset() {
@@ -81,26 +79,16 @@ seeds_after() {
     SEEDS="${SEEDS:-1 2 3}"
 }
 
-# use_source SCENARIO SOURCE: SOURCE, TARGET and PAIR of a scenario that needs no target domain.
-use_source() {
-    SOURCE="$2"
-    # The dataset wants a target list; the scenario's unauthorized stream comes from the source.
-    TARGET="$SOURCE"
-    PAIR="${SOURCE}_$1"
-}
-
-# parse_source_args SCENARIO [DATASET SOURCE] [SEED ...]: scenarios that need no target domain.
+# parse_source_args [DATASET SOURCE] [SEED ...]: scenarios that need no target domain.
 parse_source_args() {
-    local scenario="$1"
-    shift
     select_dataset "${1:-toy}"
     if [ "$DATASET" = toy_domains ]; then
-        use_source "$scenario" "${2:-$TOY_SOURCE}"
+        SOURCE="${2:-$TOY_SOURCE}"
     elif [ $# -lt 2 ]; then
         echo "usage: $0 DATASET SOURCE [SEED ...]   (or no arguments for the synthetic benchmark)" >&2
         exit 2
     else
-        use_source "$scenario" "$2"
+        SOURCE="$2"
     fi
     seeds_after 2 "$@"
 }
@@ -149,37 +137,21 @@ run_eval_only() {
     run_train "$trainer" "$seed" --eval-only "$@"
 }
 
-# run_ipclip SCENARIO: IP-CLIP and its CoOp reference (same test sets) over SEEDS for SOURCE/PAIR.
-# A scenario may have its own settings, used when the file exists: IP-CLIP reads
-# configs/trainers/IPCLIP/${CFG}_${SCENARIO}.yaml (else ${CFG}.yaml), and both trainers read
-# configs/datasets/${DATASET}_${SCENARIO}.yaml (else ${DATASET}.yaml; e.g. the watermark). Either way
-# the run is filed under the config name ${CFG}.
-run_ipclip() {
-    local scenario="$1" var test_sets ip_cfg data_cfg
-    var="TEST_SETS_$(echo "$scenario" | tr '[:lower:]' '[:upper:]')"
-    test_sets="${!var}"
-    ip_cfg="configs/trainers/IPCLIP/${CFG}_${scenario}.yaml"
-    [ -f "$ip_cfg" ] || ip_cfg="configs/trainers/IPCLIP/${CFG}.yaml"
-    data_cfg="configs/datasets/${DATASET}_${scenario}.yaml"
-    [ -f "$data_cfg" ] || data_cfg="configs/datasets/${DATASET}.yaml"
-    for SEED in $SEEDS; do
-        # The reference records the scenario it serves (results.json run.scenario) for the tables.
-        DATA_CFG_FILE="$data_cfg" run_train CoOp "$SEED" DATASET.TEST_SETS "$test_sets" \
-            TRAINER.IPCLIP.SCENARIO "$scenario"
-        DATA_CFG_FILE="$data_cfg" CFG_FILE="$ip_cfg" run_train IPCLIP "$SEED" \
-            TRAINER.IPCLIP.SCENARIO "$scenario" DATASET.TEST_SETS "$test_sets" CONFIG_NAME "$CFG"
-    done
-}
-
-# domains_of DATASET: the domains the paper's tables use.
-domains_of() {
-    case "$1" in
-        office31) echo "amazon dslr webcam" ;;
-        office_home) echo "art clipart product real_world" ;;
-        mini_domainnet) echo "clipart painting real sketch" ;;
-        toy_domains) echo "photo clipart sketch painting" ;;
-        *) echo "error: no domain list for $1 in scripts/common.sh (domains_of)" >&2; exit 2 ;;
-    esac
+# launch SCENARIO [SOURCE[:TARGET] ...]: IP-CLIP and its CoOp reference through tools/launch.py, over
+# SEEDS, for these experiments (the whole paper table of DATASET when none is given); it skips
+# finished runs, resumes interrupted ones and ends with the table.
+launch() {
+    local scenario="$1"
+    shift
+    local args=("$scenario" --dataset "$DATASET" --config "$CFG" --data "$DATA" --output "$OUTPUT"
+                --python "$PYTHON" --launcher "${LAUNCHER:-local}" --workers "${WORKERS:-1}")
+    # shellcheck disable=SC2206
+    args+=(--seeds $SEEDS)
+    [ -n "${GPUS:-}" ] && args+=(--gpus "$GPUS")
+    [ "$DRY_RUN" = 1 ] && args+=(--dry-run)
+    [ $# -gt 0 ] && args+=(--pairs "$@")
+    # shellcheck disable=SC2086
+    exec "$PYTHON" tools/launch.py "${args[@]}" ${LAUNCH_ARGS:-}
 }
 
 # finish: the table, or in a dry run the count of runs done and to do.

@@ -22,43 +22,33 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from tabulate import tabulate
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from trainers.ipclip.scenarios import (  # noqa: E402  (the scenario definitions: roles, metrics)
+    ANY_DATASET, DEFAULT_SCENARIO, SCENARIO_NAMES, SCENARIOS as SCENARIO_DEFS, Roles,
+)
 
 RESULTS_FILE = "results.json"
 LOG_FILE = "log.txt"
 SUPPORTED_FORMAT = 1
 IP_TRAINER = "IPCLIP"
 REFERENCE_TRAINER = "CoOp"
-AUTHORIZED_SET = "authorized"
-UNAUTHORIZED_SET = "unauthorized"
-WATERMARKED_SUFFIX = "_wm"
 FORMATS = ("table", "markdown", "csv", "latex")
 MISSING = "-"
 
-TARGET_SPECIFIED, TARGET_FREE, OWNERSHIP, AUTHORIZATION = SCENARIOS = (
-    "target_specified", "target_free", "ownership", "authorization")
-# What a and u are in each scenario, for titles and plots (the rule itself: test_set_roles).
-ROLE_TEXT = {
-    TARGET_SPECIFIED: "a = 'authorized' (source), u = 'unauthorized' (target)",
-    TARGET_FREE: "a = 'authorized' (source), u = mean over the per-domain sets except the source",
-    OWNERSHIP: "a = 'authorized' (clean source), u = 'unauthorized' (watermarked source)",
-    AUTHORIZATION: "a = '<source>_wm' (licence key), u = mean over every other set",
-}
-# The metric each scenario is judged by (what --compare-paper sets the published value beside).
-HEADLINE_METRIC = {TARGET_SPECIFIED: "w", TARGET_FREE: "w", OWNERSHIP: "o", AUTHORIZATION: "d"}
-
-# Published means (ViT-B/16, the authors' splits), by (scenario, dataset); ANY_DATASET where the source
-# does not say which dataset the number is for.
-ANY_DATASET = "*"
+TARGET_SPECIFIED, TARGET_FREE, OWNERSHIP, AUTHORIZATION = SCENARIOS = SCENARIO_NAMES
+# Read from the scenario definitions (trainers/ipclip/scenarios.py): what a and u are (titles,
+# plots), the metric each scenario is judged by (what --compare-paper sets the published value
+# beside), and the published means by dataset (ANY_DATASET where the source does not say which).
+ROLE_TEXT = {name: s.role_text for name, s in SCENARIO_DEFS.items()}
+HEADLINE_METRIC = {name: s.headline for name, s in SCENARIO_DEFS.items()}
+PUBLISHED = {name: s.published for name, s in SCENARIO_DEFS.items()}
 PAPER_DATASETS = ("Office31", "OfficeHome", "miniDomainNet")
-PUBLISHED = {
-    TARGET_SPECIFIED: {"Office31": 74.84, "OfficeHome": 55.10, "miniDomainNet": 54.68},
-    AUTHORIZATION: {"Office31": 58.78, "OfficeHome": 53.89, "miniDomainNet": 48.39},
-    OWNERSHIP: {ANY_DATASET: 71.3},
-    TARGET_FREE: {ANY_DATASET: 53.46},
-}
 PAPER_NOTE = "ViT-B/16, their splits"
 PAPER_NOTE_ANY = "dataset not stated"
 
@@ -578,38 +568,10 @@ def aggregate(
 # IP metrics
 
 
-class Roles(NamedTuple):
-    """The test sets averaged into "a" and into "u" for the IP metrics."""
-
-    authorized: tuple[str, ...]
-    unauthorized: tuple[str, ...]
-
-
 def authorized_and_unauthorized(set_names, scenario: str = "", source_domains=()) -> Roles | None:
-    """Which test sets are "a" and "u" in a scenario (docs/design.md, "Roles of the test sets").
-
-    target_specified (and '', runs that record no scenario): a = 'authorized'; u = 'unauthorized', or
-        every other set when there is none.
-    target_free: a = 'authorized'; u = the per-domain sets, except those of the source domain(s).
-    ownership: a = 'authorized' (clean source); u = 'unauthorized' (watermarked source).
-    authorization: a = '<source>_wm' (the watermark is the licence key); u = every other set.
-    None when a set that a role needs is missing or u would be empty. CoOp references are read with
-    the roles of the IP-CLIP group they serve (the same set names).
-    """
-    names = list(set_names)
-    if scenario == AUTHORIZATION:
-        a = tuple(f"{domain}{WATERMARKED_SUFFIX}" for domain in source_domains)
-        u = tuple(n for n in names if n not in a)
-    else:
-        a = (AUTHORIZED_SET,)
-        if scenario == OWNERSHIP or (scenario != TARGET_FREE and UNAUTHORIZED_SET in names):
-            u = (UNAUTHORIZED_SET,)
-        else:
-            not_u = {AUTHORIZED_SET, *source_domains} if scenario == TARGET_FREE else {AUTHORIZED_SET}
-            u = tuple(n for n in names if n not in not_u)
-    if not a or not u or not all(n in names for n in a + u):
-        return None
-    return Roles(a, u)
+    """Which test sets are "a" and "u" in a scenario ('' — runs that record none — reads as
+    target_specified): Scenario.roles in trainers/ipclip/scenarios.py."""
+    return SCENARIO_DEFS[scenario or DEFAULT_SCENARIO].roles(set_names, source_domains)
 
 
 def drop(a_sl: float, a_ip: float) -> float:
@@ -649,11 +611,9 @@ def ip_metrics(a_ip: float, u_ip: float, a_sl: float | None = None, u_sl: float 
 
 IP_COLUMNS = ("a_sl", "u_sl", "a_ip", "u_ip", "drop_a", "drop_u", "w", "d", "o")
 # Metric columns each scenario's table shows after the accuracies and drops, the headline first.
-SCENARIO_METRICS = {TARGET_SPECIFIED: ("w", "d"), TARGET_FREE: ("w", "d"), OWNERSHIP: ("o",),
-                    AUTHORIZATION: ("d",)}
+SCENARIO_METRICS = {name: s.metrics for name, s in SCENARIO_DEFS.items()}
 # What a missing reference leaves blank, per scenario.
-NEEDS_REFERENCE = {TARGET_SPECIFIED: "Drop/W", TARGET_FREE: "Drop/W", OWNERSHIP: "Drop/O",
-                   AUTHORIZATION: "Drop (D needs none)"}
+NEEDS_REFERENCE = {name: s.needs_reference for name, s in SCENARIO_DEFS.items()}
 
 
 @dataclass

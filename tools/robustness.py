@@ -23,12 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import os.path as osp
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -37,7 +33,9 @@ sys.path.insert(0, REPO)
 from tabulate import tabulate  # noqa: E402
 
 from datasets.toy_render import DOMAINS  # noqa: E402
-from trainers.ipclip.streams import SCENARIOS  # noqa: E402
+from tools import launch as planner  # noqa: E402
+from tools import launchers  # noqa: E402
+from trainers.ipclip.scenarios import SCENARIO_NAMES as SCENARIOS  # noqa: E402
 from trainers.tiny_clip import backbone_name  # noqa: E402
 
 DATASET = "toy_domains"
@@ -203,34 +201,14 @@ def read_final(spec: RunSpec) -> dict | None:
     return {name: entry["accuracy"] for name, entry in data.get("final", {}).items()}
 
 
+def launch_spec(spec: RunSpec) -> launchers.RunSpec:
+    """The run as the launchers and the planner see it: a train.py command and its folder."""
+    return launchers.RunSpec(spec.label, spec.output_dir, (sys.executable, "train.py", *spec.argv()))
+
+
 def run_status(spec: RunSpec) -> str:
-    """'done' (finished with this config), 'partial' (resumable) or 'todo'; a folder holding another
-    config raises RunFolderConflict (the run would be refused by train.py)."""
-    import train
-    from dassl.config import get_cfg_default
-    from dassl.engine.run_folder import FINISHED, NEW, check_run_folder
-    from trainers.config import extend_cfg
-
-    args = train.build_parser().parse_args(spec.argv())
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        state = check_run_folder(train.setup_cfg(args), extend_cfg(get_cfg_default()))
-    finally:
-        os.chdir(cwd)
-    return {FINISHED: "done", NEW: "todo"}.get(state, "partial")
-
-
-def launch(spec: RunSpec, threads: int) -> tuple[bool, float, str]:
-    """Run one train.py in a subprocess -> (ok, seconds, log path of its console output)."""
-    os.makedirs(osp.join(REPO, spec.output_dir), exist_ok=True)
-    log = osp.join(REPO, spec.output_dir, "console.txt")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start = time.time()
-    with open(log, "a") as f:
-        rc = subprocess.call([sys.executable, "train.py", *spec.argv()], cwd=REPO, stdout=f,
-                             stderr=subprocess.STDOUT, env=env)
-    return rc == 0, time.time() - start, log
+    """'done', 'partial', 'running', 'todo' or 'conflict' (tools/launch.py run_status)."""
+    return planner.run_status(launch_spec(spec))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,40 +428,31 @@ def main(argv=None) -> int:
         exps = [e for e in exps if any(text in e.ipclip.label for text in args.only)]
         needed = {d for e in exps for d in (e.ipclip.output_dir, e.coop.output_dir, e.zero_shot.output_dir)}
         runs = [r for r in runs if r.output_dir in needed]
-    from dassl.engine.run_folder import RunFolderConflict
-
-    try:
-        status = {r.output_dir: run_status(r) for r in runs}
-    except RunFolderConflict as err:
-        print(f"error: {err}", file=sys.stderr)
+    status = {r.output_dir: run_status(r) for r in runs}
+    conflicts = [r.output_dir for r in runs if status[r.output_dir] == "conflict"]
+    if conflicts:
+        print("error: these folders hold runs made with another config (train.py lists the keys): "
+              + ", ".join(conflicts), file=sys.stderr)
         return 2
-    todo = [r for r in runs if status[r.output_dir] != "done"]
-    print(f"{len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run "
-          f"({len(exps)} IP-CLIP experiments over tiny CLIPs {', '.join(map(backbone_name, args.clip_seeds))})")
+    todo = [r for r in runs if status[r.output_dir] in ("todo", "partial")]
+    running = sum(v == "running" for v in status.values())
+    print(f"{len(runs)} runs: {len(runs) - len(todo) - running} done, {len(todo)} to run"
+          + (f", {running} running in another process" if running else "")
+          + f" ({len(exps)} IP-CLIP experiments over tiny CLIPs {', '.join(map(backbone_name, args.clip_seeds))})")
     if args.dry_run:
         for r in runs:
             print(f"[{status[r.output_dir]}] {r.label}: {r.output_dir}")
         return 0
-    failed = []
+    launched = []
     if not args.report_only and todo:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
-        counter = iter(range(1, len(todo) + 1))
+        by_dir = {r.output_dir: r for r in todo}
 
-        def work(spec):
-            ok, seconds, log = launch(spec, threads)
-            final = read_final(spec) if ok else None
-            shown = ""
-            if final:
-                shown = ", ".join(f"{k} {v:.0f}" for k, v in final.items() if not k.endswith(WATERMARKED))
-            print(f"[{next(counter)}/{len(todo)}] {'ok' if ok else 'FAILED'} {spec.label} "
-                  f"({seconds:.0f} s){': ' + shown if shown else ''}{'' if ok else ' log: ' + log}",
-                  flush=True)
-            if not ok:
-                failed.append((spec, log))
+        def describe(outcome):
+            final = read_final(by_dir[outcome.spec.output_dir]) if outcome.ok else None
+            return ", ".join(f"{k} {v:.0f}" for k, v in (final or {}).items() if not k.endswith(WATERMARKED))
 
         # Zero-shot and CoOp first: nothing depends on order, but the references are cheap.
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            list(pool.map(work, todo))
+        launched = launchers.run_local([launch_spec(r) for r in todo], workers=args.workers, describe=describe)
     finals = {r.output_dir: read_final(r) for r in runs}
     outcomes = [score(e, finals) for e in exps]
     print()
@@ -493,10 +462,9 @@ def main(argv=None) -> int:
         print(tabulate(per_run_rows(outcomes),
                        headers=["scenario", "run", "CoOp a", "CoOp u", "IP a", "IP u", "metric", "met"],
                        tablefmt="github" if args.format == "markdown" else "simple"))
-    if failed:
-        print(f"\n{len(failed)} runs failed; their console output: " + ", ".join(log for _, log in failed))
-        return 1
-    return 0
+    if launched:
+        print("\n" + launchers.summary(launched))
+    return 1 if any(not o.ok for o in launched) else 0
 
 
 if __name__ == "__main__":

@@ -81,6 +81,14 @@ def _describe(holder, path):
             f"{holder.get('started', '?')}")
 
 
+def lock_holder(output_dir):
+    """Who holds the folder's lock, or None when it is free or its holder is known to be gone."""
+    holder = _read(osp.join(output_dir, LOCK_NAME))
+    if not holder and not osp.exists(osp.join(output_dir, LOCK_NAME)):
+        return None
+    return None if holder and is_stale(holder, holder_identity()) else holder
+
+
 class RunLock:
     """`with RunLock(output_dir):` holds the folder for the duration of one run."""
 

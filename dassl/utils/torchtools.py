@@ -3,7 +3,6 @@
 Checkpoints hold only plain data (tensors, numbers, strings, lists, dicts), so they always load with
 ``torch.load(weights_only=True)``: loading never executes code stored in a file.
 """
-import os
 import os.path as osp
 import pickle
 import random

@@ -4,6 +4,5 @@
 # The CoOp reference is trained on SOURCE and tested on the same sets.
 #   bash scripts/ipclip/authorization.sh [DATASET SOURCE] [SEED ...]
 source "$(dirname "$0")/../common.sh"
-parse_source_args authorization "$@"
-run_ipclip authorization
-finish
+parse_source_args "$@"
+launch authorization "$SOURCE"

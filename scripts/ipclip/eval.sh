@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-evaluate trained IP-CLIP runs (eval only) on the named test sets of the dataset config, or on
+# Re-evaluate trained IP-CLIP runs (eval only) on the scenario's test sets (target-specified), or on
 # those given in TEST_SETS (e.g. TEST_SETS="['{domain}=each']" for every domain).
 #   bash scripts/ipclip/eval.sh [DATASET SOURCE TARGET] [SEED ...]
 # Results: ${OUTPUT}/evaluation/<dataset>/IPCLIP/<cfg>/<source>_<target>/seed<N>/results.json

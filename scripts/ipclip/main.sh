@@ -5,5 +5,4 @@
 #   no arguments: the synthetic benchmark with the tiny CLIP on CPU.
 source "$(dirname "$0")/../common.sh"
 parse_pair_args "$@"
-run_ipclip target_specified
-finish
+launch target_specified "$SOURCE:$TARGET"

@@ -4,6 +4,5 @@
 # The CoOp reference is trained on SOURCE and tested on the same sets.
 #   bash scripts/ipclip/ownership.sh [DATASET SOURCE] [SEED ...]
 source "$(dirname "$0")/../common.sh"
-parse_source_args ownership "$@"
-run_ipclip ownership
-finish
+parse_source_args "$@"
+launch ownership "$SOURCE"

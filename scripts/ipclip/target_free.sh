@@ -4,6 +4,5 @@
 # The CoOp reference is trained on SOURCE and tested on the same sets.
 #   bash scripts/ipclip/target_free.sh [DATASET SOURCE] [SEED ...]
 source "$(dirname "$0")/../common.sh"
-parse_source_args target_free "$@"
-run_ipclip target_free
-finish
+parse_source_args "$@"
+launch target_free "$SOURCE"

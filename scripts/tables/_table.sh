@@ -13,13 +13,3 @@ parse_table_args() {
     select_dataset "${dataset:-toy}"
     SEEDS="${SEEDS:-1 2 3}"
 }
-
-# run_every_source SCENARIO: IP-CLIP and its CoOp reference with each of the dataset's domains as the
-# source (the tables of the scenarios that need no target domain).
-run_every_source() {
-    local scenario="$1" source
-    for source in $(domains_of "$DATASET"); do
-        use_source "$scenario" "$source"
-        run_ipclip "$scenario"
-    done
-}

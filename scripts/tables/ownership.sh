@@ -4,5 +4,4 @@
 #   bash scripts/tables/ownership.sh [DATASET] [--dry-run]
 source "$(dirname "$0")/_table.sh"
 parse_table_args "$@"
-run_every_source ownership
-finish
+launch ownership

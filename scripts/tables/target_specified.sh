@@ -4,11 +4,4 @@
 #   bash scripts/tables/target_specified.sh [DATASET] [--dry-run]
 source "$(dirname "$0")/_table.sh"
 parse_table_args "$@"
-for SOURCE in $(domains_of "$DATASET"); do
-    for TARGET in $(domains_of "$DATASET"); do
-        [ "$SOURCE" = "$TARGET" ] && continue
-        PAIR="${SOURCE}_${TARGET}"
-        run_ipclip target_specified
-    done
-done
-finish
+launch target_specified

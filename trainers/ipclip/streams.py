@@ -1,25 +1,14 @@
-"""The authorized and unauthorized training streams of each IP-CLIP scenario (docs/design.md).
+"""The authorized and unauthorized training loaders of each IP-CLIP scenario.
 
-A scenario is data, not code: it names which split feeds each stream and which image-level
-pre-transforms (registered in `dassl.data.transforms.PRE_TRANSFORM_REGISTRY`, applied at the original
-resolution before the usual train transform) turn authorized images into unauthorized ones.
+Which split feeds each stream and which image-level pre-transforms turn authorized images into
+unauthorized ones is the scenario's definition (scenarios.py, `Scenario.streams`); this module only
+builds the loaders.
 """
-from collections import namedtuple
-
 from dassl.data.data_manager import build_data_loader, build_train_loader
 from dassl.data.transforms import build_pre_transform
 from dassl.data.transforms.pre_transforms import training_transforms
 
-# split: "source" (the source domains' train split) or "target" (the target domains' train split).
-StreamSpec = namedtuple("StreamSpec", ["split", "pre_transforms"])
-
-SCENARIO_STREAMS = {
-    "target_specified": (StreamSpec("source", ()), StreamSpec("target", ())),
-    "target_free": (StreamSpec("source", ()), StreamSpec("source", ("strong_style",))),
-    "ownership": (StreamSpec("source", ()), StreamSpec("source", ("watermark",))),
-    "authorization": (StreamSpec("source", ("watermark",)), StreamSpec("source", ("auth_mixture",))),
-}
-SCENARIOS = tuple(SCENARIO_STREAMS)
+from .scenarios import get_scenario
 
 
 class ScenarioStreams:
@@ -28,7 +17,7 @@ class ScenarioStreams:
     def __init__(self, cfg, dm):
         self.cfg = cfg
         self.dm = dm
-        self.specs = SCENARIO_STREAMS[cfg.TRAINER.IPCLIP.SCENARIO]  # validated by IPCLIP.check_cfg
+        self.specs = get_scenario(cfg.TRAINER.IPCLIP.SCENARIO).streams
 
     def _data(self, spec):
         data = self.dm.dataset.train_x if spec.split == "source" else self.dm.dataset.train_u

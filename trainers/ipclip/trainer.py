@@ -15,7 +15,8 @@ from ..clip_backbone import load_clip_for_trainer
 from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
 from .loss import IPCLIPLoss, IPCLIPLossWeights, kl_feature_scale
 from .model import PROJECTOR_FORMS, IPCLIPModel
-from .streams import SCENARIOS, ScenarioStreams
+from .scenarios import SCENARIO_NAMES, get_scenario
+from .streams import ScenarioStreams
 from .style_bank import PROTOTYPE_MODES
 from .style_branch import BRANCH_FORMS
 
@@ -33,7 +34,7 @@ FORM_KEYS = {"PROJECTOR": PROJECTOR_FORMS, "BRANCH": BRANCH_FORMS, "BANK_FILL": 
 def loss_weights(cfg):
     """The loss weights of the configured scenario (TRAINER.IPCLIP.LOSS.<SCENARIO>)."""
     icfg = cfg.TRAINER.IPCLIP
-    return IPCLIPLossWeights.from_cfg(icfg.LOSS[icfg.SCENARIO.upper()])
+    return IPCLIPLossWeights.from_cfg(icfg.LOSS[get_scenario(icfg.SCENARIO).loss_node])
 
 
 def trainable_parameters(model, train_branch):
@@ -72,9 +73,9 @@ class IPCLIP(TrainerXU):
     def check_cfg(self, cfg):
         icfg = cfg.TRAINER.IPCLIP
         check_precision(icfg.PREC, key="TRAINER.IPCLIP.PREC")
-        if icfg.SCENARIO not in SCENARIOS:
+        if icfg.SCENARIO not in SCENARIO_NAMES:
             raise ValueError(
-                f"TRAINER.IPCLIP.SCENARIO must be one of {', '.join(SCENARIOS)}, got {icfg.SCENARIO!r}"
+                f"TRAINER.IPCLIP.SCENARIO must be one of {', '.join(SCENARIO_NAMES)}, got {icfg.SCENARIO!r}"
             )
         for key, allowed in FORM_KEYS.items():
             if icfg[key] not in allowed:

@@ -1,0 +1,179 @@
+"""tools/launch.py (the run planner) and tools/launchers.py (local, per-GPU and SLURM launchers):
+which runs a table needs, their folders and statuses, the commands, and where each run goes."""
+import json
+import os
+import shlex
+import socket
+import sys
+
+import pytest
+
+import train
+from dassl.engine.run_lock import LOCK_NAME
+from dassl.engine.run_record import cfg_to_dict
+from tools import launch
+from tools.launchers import RunSpec, SlurmOptions, run_local, slurm_executor, submit, summary, wait
+
+
+def _plan(tmp_path, scenario="target_specified", dataset="toy_domains", config="tiny"):
+    return launch.Plan(scenario, dataset, config, str(tmp_path / "data"), str(tmp_path / "out"))
+
+
+def _argv(spec):
+    return list(spec.command[2:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+@pytest.mark.parametrize("scenario, dataset, experiments", [
+    ("target_specified", "office31", 6), ("target_specified", "office_home", 12),
+    ("target_free", "office31", 3), ("ownership", "office_home", 4), ("authorization", "toy_domains", 4),
+])
+def test_a_table_plans_every_pair_with_its_reference(tmp_path, scenario, dataset, experiments):
+    domains = launch.dataset_domains(dataset)
+    pairs = launch.table_pairs(scenario, domains)
+    assert len(pairs) == experiments
+    specs = launch.run_specs(_plan(tmp_path, scenario, dataset, "vit_b16"), pairs, seeds=(1, 2, 3))
+    assert len(specs) == 2 * 3 * experiments
+    assert len({s.output_dir for s in specs}) == len(specs)
+    for reference, ip in zip(specs[::2], specs[1::2]):
+        a = train.build_parser().parse_args(_argv(reference))
+        b = train.build_parser().parse_args(_argv(ip))
+        assert (a.trainer, b.trainer) == ("CoOp", "IPCLIP")
+        same = ("seed", "source_domains", "target_domains", "dataset_config_file", "root")
+        assert [getattr(a, k) for k in same] == [getattr(b, k) for k in same]
+        assert a.opts[a.opts.index("TRAINER.IPCLIP.SCENARIO") + 1] == scenario
+        folder = b.output_dir.split(os.sep)
+        assert folder[-5:-3] == [dataset, "IPCLIP"] and folder[-3] == "vit_b16"
+        expected = (f"{b.source_domains[0]}_{b.target_domains[0]}" if scenario == "target_specified"
+                    else f"{b.source_domains[0]}_{scenario}")
+        assert folder[-2] == expected and folder[-1] == f"seed{b.seed}"
+
+
+def test_runs_get_the_scenario_config_files_and_test_sets(tmp_path):
+    spec = launch.run_specs(_plan(tmp_path, "ownership"), [("photo", "photo")], seeds=(1,))[1]
+    args = train.build_parser().parse_args(_argv(spec))
+    assert args.config_file == "configs/trainers/IPCLIP/tiny_ownership.yaml"
+    assert args.dataset_config_file == "configs/datasets/toy_domains.yaml"
+    train.register_all()
+    cwd = os.getcwd()
+    os.chdir(launch.REPO)
+    try:
+        cfg = train.setup_cfg(args)
+    finally:
+        os.chdir(cwd)
+    # No DATASET.TEST_SETS on the command line: train.py gives the scenario's.
+    assert list(cfg.DATASET.TEST_SETS) == ["authorized=source", "unauthorized=source+watermark"]
+    assert cfg.CONFIG_NAME == "tiny"
+
+
+def _write_results(spec, finished, **changes):
+    args = train.build_parser().parse_args(_argv(spec))
+    cwd = os.getcwd()
+    os.chdir(launch.REPO)
+    try:
+        cfg = train.setup_cfg(args)
+    finally:
+        os.chdir(cwd)
+    config = cfg_to_dict(cfg)
+    for key, value in changes.items():
+        node, leaf = key.split(".")
+        config[node][leaf] = value
+    os.makedirs(spec.output_dir, exist_ok=True)
+    with open(os.path.join(spec.output_dir, "results.json"), "w") as f:
+        json.dump({"finished": finished, "config": config}, f)
+
+
+def test_statuses_and_the_commands_of_what_is_left(tmp_path, capsys):
+    specs = launch.run_specs(_plan(tmp_path), [("photo", "sketch")], seeds=(1, 2, 3))
+    assert [launch.run_status(s) for s in specs] == ["todo"] * 6
+    _write_results(specs[0], finished=True)
+    _write_results(specs[1], finished=False)
+    _write_results(specs[2], finished=True, **{"OPTIM.LR": 123.0})
+    os.makedirs(specs[3].output_dir)
+    with open(os.path.join(specs[3].output_dir, LOCK_NAME), "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getppid(), "slurm": {}}, f)
+    assert [launch.run_status(s) for s in specs] == ["done", "partial", "conflict", "running", "todo", "todo"]
+
+    argv = ["target_specified", "--pairs", "photo:sketch", "--output", str(tmp_path / "out"),
+            "--data", str(tmp_path / "data")]
+    assert launch.main(argv + ["--print-commands"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [tuple(shlex.split(line)) for line in lines] == [specs[i].command for i in (1, 4, 5)]
+    assert launch.main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs of target_specified on toy_domains (tiny): 1 done, 1 partial, 1 running, 2 todo, 1 conflict" in out
+    assert f"[conflict] CoOp target_specified photo->sketch seed 2: {specs[2].output_dir}" in out
+    # A conflict stops the launch before anything runs.
+    assert launch.main(argv) == 2
+    assert "another config" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# Launchers
+def _probe(tmp_path, name, code="ok"):
+    """A run whose command records its environment in its folder (and fails when code != 'ok')."""
+    out = tmp_path / name
+    script = (f"import os, json; os.makedirs({str(out)!r}, exist_ok=True); "
+              f"json.dump({{k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'OMP_NUM_THREADS')}}, "
+              f"open(os.path.join({str(out)!r}, 'env.json'), 'w')); "
+              + ("" if code == "ok" else "raise SystemExit(3)"))
+    return RunSpec(name, str(out), (sys.executable, "-c", script))
+
+
+def _env(spec):
+    with open(os.path.join(spec.output_dir, "env.json")) as f:
+        return json.load(f)
+
+
+def test_local_workers_share_the_cores_and_report_failures(tmp_path, capsys):
+    specs = [_probe(tmp_path, f"run{i}") for i in range(3)] + [_probe(tmp_path, "bad", code="fail")]
+    outcomes = run_local(specs, workers=2)
+    assert sorted(o.spec.label for o in outcomes) == sorted(s.label for s in specs)
+    assert {o.spec.label: o.ok for o in outcomes} == {"run0": True, "run1": True, "run2": True, "bad": False}
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert all(_env(s)["OMP_NUM_THREADS"] == threads for s in specs)
+    out = capsys.readouterr().out
+    assert out.count("] ok ") == 3 and "FAILED bad" in out
+    line = summary(outcomes)
+    assert line.startswith("4 runs launched: 3 done, 1 failed") and str(tmp_path / "bad" / "console.txt") in line
+
+
+def test_one_worker_per_gpu_each_pinned_to_its_device(tmp_path):
+    specs = [_probe(tmp_path, f"run{i}") for i in range(5)]
+    outcomes = run_local(specs, gpus=["2", "5"])
+    assert all(o.ok for o in outcomes)
+    devices = [_env(s)["CUDA_VISIBLE_DEVICES"] for s in specs]
+    assert sorted(set(devices)) == ["2", "5"]  # each run sees exactly one device, both are used
+
+
+def test_submitit_local_executor_runs_the_array(tmp_path):
+    specs = [_probe(tmp_path, f"run{i}") for i in range(2)] + [_probe(tmp_path, "bad", code="fail")]
+    executor = slurm_executor(str(tmp_path / "submitit" / "%j"), SlurmOptions(time_min=5), cluster="local")
+    jobs = submit(specs, executor)
+    outcomes = wait(jobs, specs)
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert all(os.path.isfile(os.path.join(s.output_dir, "env.json")) for s in specs)
+
+
+def test_slurm_submission_asks_sbatch_for_an_array_with_the_options(tmp_path, monkeypatch):
+    """SLURM is not here: a stand-in sbatch keeps the submission file that submitit hands it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    capture = tmp_path / "submission.sh"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {capture}\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    specs = [_probe(tmp_path, f"run{i}") for i in range(3)]
+    options = SlurmOptions(partition="gpu", time_min=120, gpus_per_task=1, cpus_per_task=6, mem_gb=32,
+                           account="lab", array_parallelism=2)
+    jobs = submit(specs, slurm_executor(str(tmp_path / "slurm" / "%j"), options, cluster="slurm"))
+    assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
+    lines = set(capture.read_text().splitlines())
+    for flag in ("--array=0-2%2", "--partition=gpu", "--time=120", "--gpus-per-node=1", "--cpus-per-task=6",
+                 "--mem=32GB", "--account=lab", "--ntasks-per-node=1", "--nodes=1",
+                 # submitit's preemption signal: the task checkpoints (requeues) and the run resumes
+                 "--signal=USR2@90"):
+        assert f"#SBATCH {flag}" in lines, flag
