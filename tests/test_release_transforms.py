@@ -7,16 +7,22 @@ import pytest
 import torch
 from PIL import Image
 
-import dassl.data.transforms.randaugment_opmatch as opmatch
+import trainers.ipclip.transforms.randaugment_opmatch as opmatch
 from dassl.config import get_cfg_default
 from dassl.data.transforms import build_pre_transform
-from dassl.data.transforms.auth_mixture import CLEAN, STRONG, WATERMARK_STRONG, auth_mixture
 from dassl.data.transforms.pre_transforms import training_transforms
-from dassl.data.transforms.strong_style import strong_style
+from trainers.config import extend_cfg
+from trainers.ipclip.transforms.auth_mixture import CLEAN, STRONG, WATERMARK_STRONG, auth_mixture
+from trainers.ipclip.transforms.strong_style import strong_style
+
+
+def project_cfg():
+    """The engine defaults with the project's keys (the scenario transforms' INPUT.* keys are project keys)."""
+    return extend_cfg(get_cfg_default())
 
 
 def release_cfg(**input_overrides):
-    cfg = get_cfg_default()
+    cfg = project_cfg()
     cfg.INPUT.SIZE = (40, 40)
     cfg.INPUT.STRONG_STYLE.VARIANT = "release"
     cfg.INPUT.AUTH_MIX.RATES = (0.4, 0.4, 0.2)
@@ -91,7 +97,7 @@ def tfm_test(img):
 
 
 def test_training_stream_skips_the_train_augmentation_after_the_release_variant():
-    ours = build_pre_transform(["strong_style"], get_cfg_default())
+    ours = build_pre_transform(["strong_style"], project_cfg())
     pre, tfm = training_transforms(ours, tfm_train, tfm_test)
     assert pre is ours and tfm is tfm_train
     release = build_pre_transform(["strong_style"], release_cfg())

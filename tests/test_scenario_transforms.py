@@ -10,14 +10,20 @@ from PIL import Image
 from dassl.config import get_cfg_default
 from dassl.data import DataManager
 from dassl.data.transforms import PRE_TRANSFORM_REGISTRY, build_pre_transform
-from dassl.data.transforms.auth_mixture import AUTH_MIX_CASES, auth_mixture
-from dassl.data.transforms.strong_style import STRONG_STYLE_OPS, strong_style
-from dassl.data.transforms.watermark import (
+from trainers.config import extend_cfg
+from trainers.ipclip.transforms.auth_mixture import AUTH_MIX_CASES, auth_mixture
+from trainers.ipclip.transforms.strong_style import STRONG_STYLE_OPS, strong_style
+from trainers.ipclip.transforms.watermark import (
     WATERMARK_PATTERNS,
     apply_watermark,
     watermark,
     watermark_mask,
 )
+
+
+def project_cfg():
+    """The engine defaults with the project's keys (the scenario transforms' INPUT.* keys are project keys)."""
+    return extend_cfg(get_cfg_default())
 
 
 def noise_image(width=24, height=20, mode="RGB", seed=0, levels=(0, 255)):
@@ -35,7 +41,7 @@ def seed_all(seed):
 
 def cfg_with(**overrides):
     """Default config with INPUT.<NODE>.<KEY> overrides given as NODE__KEY=value."""
-    cfg = get_cfg_default()
+    cfg = project_cfg()
     for name, value in overrides.items():
         node, key = name.split("__")
         setattr(getattr(cfg.INPUT, node), key, value)
@@ -47,7 +53,7 @@ def cfg_with(**overrides):
 
 def test_default_grid_covers_three_quarters_in_white_and_keeps_the_rest():
     img = noise_image(24, 20, levels=(0, 100))
-    marked = watermark(get_cfg_default())(img)
+    marked = watermark(project_cfg())(img)
     assert marked.size == img.size and marked.mode == "RGB"
     before, after = np.asarray(img), np.asarray(marked)
     white = np.all(after == 255, axis=-1)
@@ -59,7 +65,7 @@ def test_default_grid_covers_three_quarters_in_white_and_keeps_the_rest():
 
 
 def test_watermark_is_deterministic_and_the_same_on_every_image():
-    mark = watermark(get_cfg_default())
+    mark = watermark(project_cfg())
     a, b = noise_image(seed=1, levels=(0, 9)), noise_image(seed=2, levels=(0, 9))
     assert np.array_equal(np.asarray(mark(a)), np.asarray(mark(a)))
     white_a = np.all(np.asarray(mark(a)) == 255, axis=-1)
@@ -131,7 +137,7 @@ def test_bad_watermark_settings_name_the_key(key, value, message):
 
 
 def test_watermark_through_build_pre_transform():
-    cfg = get_cfg_default()
+    cfg = project_cfg()
     pre = build_pre_transform(["watermark"], cfg)
     img = noise_image(levels=(0, 100))
     assert np.array_equal(np.asarray(pre(img)), np.asarray(apply_watermark(img)))
@@ -147,7 +153,7 @@ def test_strong_style_has_ten_ops():
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_strong_style_keeps_size_and_mode_and_changes_the_image(mode):
-    style = strong_style(get_cfg_default())
+    style = strong_style(project_cfg())
     img = noise_image(30, 26, mode=mode, levels=(0, 60, 200, 255))
     seed_all(0)
     for _ in range(5):
@@ -159,7 +165,7 @@ def test_strong_style_keeps_size_and_mode_and_changes_the_image(mode):
 
 
 def test_strong_style_is_reproducible_under_seeding():
-    style = strong_style(get_cfg_default())
+    style = strong_style(project_cfg())
     img = noise_image(32, 32, levels=(0, 60, 200, 255))
 
     def run(seed):
@@ -258,7 +264,7 @@ def test_bad_rates_are_refused(rates):
 
 
 def test_rates_merge_from_the_command_line():
-    cfg = get_cfg_default()
+    cfg = project_cfg()
     cfg.merge_from_list(["INPUT.AUTH_MIX.RATES", "(0.5, 0.25, 0.25)", "INPUT.WATERMARK.COLOR", "[0, 0, 0]"])
     assert auth_mixture(cfg).rates == (0.5, 0.25, 0.25)
     assert watermark(cfg).color == (0, 0, 0)
@@ -269,7 +275,7 @@ def test_rates_merge_from_the_command_line():
 
 @pytest.mark.parametrize("name", ["watermark", "strong_style", "auth_mixture"])
 def test_pre_transforms_pickle_and_behave_the_same(name):
-    pre = build_pre_transform([name], get_cfg_default())
+    pre = build_pre_transform([name], project_cfg())
     copy = pickle.loads(pickle.dumps(pre))
     img = noise_image(levels=(0, 60, 200, 255))
     outs = []
@@ -286,7 +292,7 @@ def test_watermarked_test_set_through_the_data_manager(tmp_path):
             folder.mkdir(parents=True)
             for i in range(5):
                 Image.new("RGB", (8, 8), (60 * c, 20 * i, 80 * d)).save(folder / f"{i}.png")
-    cfg = get_cfg_default()
+    cfg = project_cfg()
     cfg.VERBOSE = False
     cfg.USE_CUDA = False
     cfg.DATASET.ROOT = str(tmp_path)

@@ -65,8 +65,9 @@ def dataset_domains(dataset: str) -> list[str]:
     from dassl.config import get_cfg_default
     from dassl.data.datasets import DATASET_REGISTRY
     from trainers import register_all
+    from trainers.config import extend_cfg
 
-    cfg = get_cfg_default()
+    cfg = extend_cfg(get_cfg_default())
     cfg.merge_from_file(osp.join(REPO, "configs", "datasets", f"{dataset}.yaml"))
     register_all()
     return list(DATASET_REGISTRY.get(cfg.DATASET.NAME).domains)

@@ -22,6 +22,39 @@ def extend_cfg(cfg):
     # Seed of the generator; a tree made with other values is refused, never mixed.
     cfg.DATASET.TOY.SEED = 0
 
+    # ---- Scenario image transforms (trainers/ipclip/transforms/): PIL -> PIL pre-transforms of the
+    # IP-CLIP scenarios, registered in the engine's PRE_TRANSFORM_REGISTRY, applied at the original
+    # resolution. ----
+    # "watermark": a fixed pattern painted over the image. PATTERN: grid (every PERIOD-th row and column;
+    # period 2 = the release's dense grid, 75 % of the pixels) or stripes (every PERIOD-th row).
+    cfg.INPUT.WATERMARK = CN()
+    cfg.INPUT.WATERMARK.PATTERN = "grid"
+    cfg.INPUT.WATERMARK.PERIOD = 2
+    cfg.INPUT.WATERMARK.COLOR = (255, 255, 255)
+    # Opacity in (0, 1]: 1 paints COLOR (the release); lower blends it over the pixels (a fainter mark).
+    cfg.INPUT.WATERMARK.ALPHA = 1.0
+    # "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
+    # strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.
+    cfg.INPUT.STRONG_STYLE = CN()
+    cfg.INPUT.STRONG_STYLE.NUM_OPS = 10
+    cfg.INPUT.STRONG_STYLE.PROB = 0.5
+    cfg.INPUT.STRONG_STYLE.MAX_MAGNITUDE = 1.0
+    cfg.INPUT.STRONG_STYLE.CUTOUT_SIZE = 16
+    cfg.INPUT.STRONG_STYLE.CUTOUT_FILL = (127, 127, 127)
+    # Which strong augmentation: "ours" (the op list above, at the original resolution, followed by the
+    # usual train transform) or "release" (the release's target-free transform: resize + center crop to
+    # INPUT.SIZE, then NUM_OPS ops drawn with replacement from its 14-op table (Identity included) at a
+    # strength of 1..9 tenths, each with probability PROB, then the cutout; no random crop or flip after).
+    # MAX_MAGNITUDE is not used by "release".
+    cfg.INPUT.STRONG_STYLE.VARIANT = "ours"
+    # "auth_mixture" (authorization scenario, unauthorized stream): per image, rates of the cases
+    # (watermark + strong_style, strong_style only, clean); non-negative, summing to 1.
+    cfg.INPUT.AUTH_MIX = CN()
+    cfg.INPUT.AUTH_MIX.RATES = (1 / 3, 1 / 3, 1 / 3)
+    # The release's accident, reproduced on demand: once an image of the stream (in one data-loader
+    # worker and epoch) has drawn a strong_style case, every later "clean" draw is strong_style only too.
+    cfg.INPUT.AUTH_MIX.STICKY = False
+
     # ---- Baselines (trainers/zsclip.py, coop.py, cocoop.py) ----
     # PREC (all three): fp16 (CLIP weights in half, upstream default), fp32, or amp (fp32 weights,
     # float16 autocast + GradScaler). fp16/amp need CUDA; elsewhere they run in fp32 with one warning.

@@ -188,40 +188,6 @@ _C.DATASET.TEST_SETS = ()
 # Evaluate every named test set every N epochs (0: only after training), for accuracy curves.
 _C.TEST.EVAL_FREQ = 0
 
-# ---------------------------------------------------------------------------------------------
-# Scenario image transforms: PIL -> PIL pre-transforms of the IP-CLIP scenarios (registered in
-# dassl.data.transforms.PRE_TRANSFORM_REGISTRY), applied at the original resolution.
-# ---------------------------------------------------------------------------------------------
-# "watermark": a fixed pattern painted over the image. PATTERN: grid (every PERIOD-th row and column;
-# period 2 = the release's dense grid, 75 % of the pixels) or stripes (every PERIOD-th row).
-_C.INPUT.WATERMARK = CN()
-_C.INPUT.WATERMARK.PATTERN = "grid"
-_C.INPUT.WATERMARK.PERIOD = 2
-_C.INPUT.WATERMARK.COLOR = (255, 255, 255)
-# Opacity in (0, 1]: 1 paints COLOR (the release); lower blends it over the pixels (a fainter mark).
-_C.INPUT.WATERMARK.ALPHA = 1.0
-# "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
-# strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.
-_C.INPUT.STRONG_STYLE = CN()
-_C.INPUT.STRONG_STYLE.NUM_OPS = 10
-_C.INPUT.STRONG_STYLE.PROB = 0.5
-_C.INPUT.STRONG_STYLE.MAX_MAGNITUDE = 1.0
-_C.INPUT.STRONG_STYLE.CUTOUT_SIZE = 16
-_C.INPUT.STRONG_STYLE.CUTOUT_FILL = (127, 127, 127)
-# Which strong augmentation: "ours" (the op list above, at the original resolution, followed by the
-# usual train transform) or "release" (the release's target-free transform: resize + center crop to
-# INPUT.SIZE, then NUM_OPS ops drawn with replacement from its 14-op table (Identity included) at a
-# strength of 1..9 tenths, each with probability PROB, then the cutout; no random crop or flip after).
-# MAX_MAGNITUDE is not used by "release".
-_C.INPUT.STRONG_STYLE.VARIANT = "ours"
-# "auth_mixture" (authorization scenario, unauthorized stream): per image, rates of the cases
-# (watermark + strong_style, strong_style only, clean); non-negative, summing to 1.
-_C.INPUT.AUTH_MIX = CN()
-_C.INPUT.AUTH_MIX.RATES = (1 / 3, 1 / 3, 1 / 3)
-# The release's accident, reproduced on demand: once an image of the stream (in one data-loader
-# worker and epoch) has drawn a strong_style case, every later "clean" draw is strong_style only too.
-_C.INPUT.AUTH_MIX.STICKY = False
-
 
 def get_cfg_default():
     return _C.clone()

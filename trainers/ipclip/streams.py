@@ -8,6 +8,7 @@ from dassl.data.data_manager import build_data_loader, build_train_loader
 from dassl.data.transforms import build_pre_transform
 from dassl.data.transforms.pre_transforms import training_transforms
 
+from . import transforms  # noqa: F401  (registers the scenario pre-transforms the streams name)
 from .scenarios import get_scenario
 
 

@@ -1,9 +1,7 @@
-"""Image transforms: `build_transform` (upstream choices) and the registry of test pre-transforms."""
+"""Image transforms: `build_transform` (upstream choices) and the registry of pre-transforms, which
+projects fill (IP-CLIP's scenario transforms live in trainers/ipclip/transforms/)."""
 from .pre_transforms import PRE_TRANSFORM_REGISTRY, ComposePIL, build_pre_transform
 from .transforms import INTERPOLATION_MODES, build_transform
-
-# Importing the scenario pre-transforms registers them.
-from . import auth_mixture, strong_style, watermark  # noqa: F401
 
 __all__ = [
     "INTERPOLATION_MODES",

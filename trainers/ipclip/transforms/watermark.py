@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 from PIL import Image
 
-from .pre_transforms import PRE_TRANSFORM_REGISTRY
+from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
 
 __all__ = ["WATERMARK_PATTERNS", "watermark_mask", "apply_watermark", "watermark"]
 

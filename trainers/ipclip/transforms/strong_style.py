@@ -18,10 +18,11 @@ import numbers
 import torch
 import torchvision.transforms as T
 
-from .pre_transforms import PRE_TRANSFORM_REGISTRY, PreThen
-from .randaugment import apply_op
+from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY, PreThen
+from dassl.data.transforms.randaugment import apply_op
+from dassl.data.transforms.transforms import interpolation_mode
+
 from .randaugment_opmatch import RandAugmentOPMatch
-from .transforms import interpolation_mode
 from .watermark import check_rgb
 
 #: Values of INPUT.STRONG_STYLE.VARIANT.

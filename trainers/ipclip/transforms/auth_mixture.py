@@ -17,7 +17,8 @@ import numbers
 
 import torch
 
-from .pre_transforms import PRE_TRANSFORM_REGISTRY
+from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
+
 from .strong_style import strong_style
 from .watermark import watermark
 
