@@ -186,10 +186,13 @@ def cli(argv=None):
     from dassl.engine.run_lock import RunFolderLocked
     from trainers.clip_backbone import ClipLoadError
 
-    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError,
-                   RunFolderLocked)
+    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError)
     try:
         main(argv)
+    except RunFolderLocked as err:
+        # Its own exit status: launchers count the run as running elsewhere, not as failed.
+        print(f"error: {err}", file=sys.stderr)
+        return RunFolderLocked.EXIT_STATUS
     except NonFiniteLossError as err:
         if os.environ.get("IPCLIP_TRACEBACK"):
             raise

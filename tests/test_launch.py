@@ -177,3 +177,74 @@ def test_slurm_submission_asks_sbatch_for_an_array_with_the_options(tmp_path, mo
                  # submitit's preemption signal: the task checkpoints (requeues) and the run resumes
                  "--signal=USR2@90"):
         assert f"#SBATCH {flag}" in lines, flag
+
+
+# --------------------------------------------------------------------------------------------------
+# The synthetic benchmark through the launchers (short runs of the tiny CLIP)
+@pytest.fixture(scope="module")
+def small_toy_root(tmp_path_factory):
+    """ToyDomains with 6 images per class: a launch of real runs in seconds."""
+    from datasets.toy_domains import DATASET_DIR, ToyParams, generate_toy_domains
+
+    root = tmp_path_factory.mktemp("small_toy")
+    generate_toy_domains(root / DATASET_DIR, ToyParams(images_per_class=6))
+    return root
+
+
+def _table(small_toy_root, out, cache_dir, backbone, *flags):
+    return ["ownership", "--pairs", "photo", "--seeds", "1", "--data", str(small_toy_root),
+            "--output", str(out), "--threads", "1", "--no-table", *flags,
+            "--opts", "OPTIM.MAX_EPOCH", "1", "DATASET.TOY.IMAGES_PER_CLASS", "6",
+            "MODEL.CLIP.CACHE_DIR", str(cache_dir), "MODEL.BACKBONE.NAME", backbone]
+
+
+def _finals(out):
+    found = {}
+    for path in sorted(out.rglob("results.json")):
+        data = json.loads(path.read_text())
+        assert data["finished"], path
+        found[str(path.relative_to(out))] = {k: v["accuracy"] for k, v in data["final"].items()}
+    return found
+
+
+def _trainings(out):
+    """How many times each run folder trained (every training ends with this line in console.txt)."""
+    return {str(p.parent.relative_to(out)): p.read_text().count("Finish training")
+            for p in sorted(out.rglob("console.txt"))}
+
+
+def test_two_workers_give_the_sequential_results(small_toy_root, tiny_clip_cache_dir, tiny_clip_backbone,
+                                                 tmp_path, capsys):
+    sequential, parallel = tmp_path / "sequential", tmp_path / "parallel"
+    assert launch.main(_table(small_toy_root, sequential, tiny_clip_cache_dir, tiny_clip_backbone)) == 0
+    assert launch.main(_table(small_toy_root, parallel, tiny_clip_cache_dir, tiny_clip_backbone,
+                              "--launcher", "gpus", "--workers", "2")) == 0
+    assert "2 runs launched: 2 done, 0 failed" in capsys.readouterr().out
+    assert len(_finals(sequential)) == 2 and _finals(sequential) == _finals(parallel)
+
+
+def test_two_launchers_at_once_never_train_a_folder_twice(small_toy_root, tiny_clip_cache_dir,
+                                                          tiny_clip_backbone, tmp_path):
+    import subprocess
+
+    out = tmp_path / "shared"
+    argv = [sys.executable, "tools/launch.py", *_table(small_toy_root, out, tiny_clip_cache_dir, tiny_clip_backbone)]
+    procs = [subprocess.Popen(argv, cwd=launch.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert len(_finals(out)) == 2
+    assert set(_trainings(out).values()) == {1}, (_trainings(out), outputs)
+
+
+def test_submitit_local_executor_runs_the_synthetic_table(small_toy_root, tiny_clip_cache_dir,
+                                                          tiny_clip_backbone, tmp_path, capsys):
+    out = tmp_path / "submitit"
+    argv = _table(small_toy_root, out, tiny_clip_cache_dir, tiny_clip_backbone, "--launcher", "slurm",
+                  "--cluster", "local", "--slurm-folder", str(tmp_path / "logs" / "%j"), "--time", "10")
+    assert launch.main(argv) == 0
+    assert "2 runs launched: 2 done, 0 failed" in capsys.readouterr().out
+    assert len(_finals(out)) == 2
+    # Everything is done now: a second launch submits nothing.
+    assert launch.main(argv) == 0
+    assert "submitted 0 runs" in capsys.readouterr().out

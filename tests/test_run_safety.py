@@ -81,7 +81,7 @@ def test_a_requeued_slurm_task_takes_over_its_own_lock(tmp_path, monkeypatch):
 def test_train_into_a_folder_held_by_a_live_run_exits_without_writing(tree, tmp_path, capsys):
     out = tmp_path / "run"
     _write_lock(out, host=socket.gethostname(), pid=os.getppid(), slurm={})
-    assert train.cli(_argv(tree, out)) == 2
+    assert train.cli(_argv(tree, out)) == RunFolderLocked.EXIT_STATUS  # launchers: running elsewhere
     assert "is in use by process" in capsys.readouterr().err
     assert sorted(os.listdir(out)) == [LOCK_NAME]
 

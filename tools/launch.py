@@ -12,8 +12,9 @@ pair folder <source>_<target> or <source>_<scenario> (the scripts' layout, so fi
 
   --dry-run          the table of runs and their status (done / partial / running / todo / conflict)
   --print-commands   one shell command per line for the runs not done, for `xargs -P` or GNU parallel
-  --launcher local   one run after another (default); `--workers N` runs N at once on the CPU
-  --launcher gpus    one worker per GPU of --gpus 0,1,2,3 (each pinned with CUDA_VISIBLE_DEVICES)
+  --launcher local   one run after another (default); `--workers N` runs N at once
+  --launcher gpus    one worker per GPU of --gpus 0,1,2,3 (default: every visible GPU), each pinned
+                     with CUDA_VISIBLE_DEVICES; on a machine without GPUs, --workers N CPU workers
   --launcher slurm   a submitit job array (one run per task), --partition, --time, --gpus-per-task,
                      --cpus-per-task, --mem-gb, --account, --array-parallelism; a preempted task is
                      requeued and resumes from its last checkpoint
@@ -86,8 +87,9 @@ def _existing(*candidates):
     return next((c for c in candidates if osp.isfile(osp.join(REPO, c))), candidates[-1])
 
 
-def run_specs(plan: Plan, pairs, seeds) -> list[RunSpec]:
-    """The CoOp reference and the IP-CLIP run of every (pair, seed), in that order."""
+def run_specs(plan: Plan, pairs, seeds, opts=()) -> list[RunSpec]:
+    """The CoOp reference and the IP-CLIP run of every (pair, seed), in that order; `opts`: KEY VALUE
+    pairs added to every run (e.g. a shorter schedule for a smoke test)."""
     scenario = get_scenario(plan.scenario)
     data_cfg = _existing(f"configs/datasets/{plan.dataset}_{scenario.name}.yaml",
                          f"configs/datasets/{plan.dataset}.yaml")
@@ -111,6 +113,7 @@ def run_specs(plan: Plan, pairs, seeds) -> list[RunSpec]:
                 ]
                 if trainer == IPCLIP:  # a scenario's own config file is filed under the config name
                     argv += ["CONFIG_NAME", plan.config]
+                argv += list(opts)
                 specs.append(RunSpec(f"{trainer} {scenario.name} {shown} seed {seed}", out,
                                      (plan.python, "train.py", *argv)))
     return specs
@@ -137,6 +140,18 @@ def run_status(spec: RunSpec) -> str:
     finally:
         os.chdir(cwd)
     return {FINISHED: "done", NEW: "todo"}.get(state, "partial")
+
+
+def visible_gpus(requested: str) -> list[str]:
+    """The devices of the gpus launcher: --gpus, else every GPU torch sees (none: CPU workers)."""
+    if requested:
+        return [g for g in requested.split(",") if g]
+    import torch
+
+    count = torch.cuda.device_count()
+    # Children get the parent's device names, which CUDA_VISIBLE_DEVICES may already have narrowed.
+    names = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    return names[:count] if len(names) >= count else [str(i) for i in range(count)]
 
 
 def print_table(plan: Plan) -> int:
@@ -168,6 +183,8 @@ def build_parser():
     parser.add_argument("--data", default=None, help="DATASET.ROOT (default ./data for the synthetic benchmark)")
     parser.add_argument("--output", default="output", help="output root (default output)")
     parser.add_argument("--python", default=sys.executable, help="interpreter of the runs")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides added to every run (note: they are part of its config)")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
     what.add_argument("--print-commands", action="store_true",
@@ -175,8 +192,11 @@ def build_parser():
     parser.add_argument("--no-table", action="store_true", help="do not print the results table at the end")
     group = parser.add_argument_group("launchers")
     group.add_argument("--launcher", choices=LAUNCHERS, default="local")
-    group.add_argument("--workers", type=int, default=1, help="local: runs at once on the CPU")
-    group.add_argument("--gpus", default="", help="gpus: device ids, e.g. 0,1,2,3 (one worker each)")
+    group.add_argument("--workers", type=int, default=1,
+                       help="local, or gpus without GPUs: runs at once (default 1)")
+    group.add_argument("--gpus", default="", help="gpus: device ids, e.g. 0,1,2,3 (default: every visible GPU)")
+    group.add_argument("--threads", type=int, default=0,
+                       help="CPU threads per run (default: cores // workers)")
     slurm = parser.add_argument_group("slurm launcher (submitit)")
     defaults = SlurmOptions()
     slurm.add_argument("--partition", default=defaults.partition)
@@ -207,7 +227,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     plan = make_plan(args)
     pairs = args.pairs or table_pairs(plan.scenario, dataset_domains(plan.dataset))
-    specs = run_specs(plan, pairs, args.seeds)
+    if len(args.opts) % 2:
+        raise SystemExit("error: --opts takes KEY VALUE pairs")
+    specs = run_specs(plan, pairs, args.seeds, args.opts)
     status = {s.output_dir: run_status(s) for s in specs}
     todo = [s for s in specs if status[s.output_dir] in ("todo", "partial")]
     conflicts = [s for s in specs if status[s.output_dir] == "conflict"]
@@ -234,10 +256,8 @@ def main(argv=None) -> int:
             return 0
         outcomes = wait(jobs, todo)
     else:
-        gpus = [g for g in args.gpus.split(",") if g] if args.launcher == "gpus" else []
-        if args.launcher == "gpus" and not gpus:
-            raise SystemExit("error: --launcher gpus needs --gpus, e.g. --gpus 0,1,2,3")
-        outcomes = run_local(todo, workers=args.workers, gpus=gpus)
+        gpus = visible_gpus(args.gpus) if args.launcher == "gpus" else []
+        outcomes = run_local(todo, workers=args.workers, gpus=gpus, threads=args.threads)
     if not args.no_table:
         print_table(plan)
     print(summary(outcomes))

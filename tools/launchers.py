@@ -48,12 +48,17 @@ class RunSpec:
         return path if osp.isabs(path) else osp.join(REPO, path)
 
 
+#: train.py's exit status when another process holds the run's folder (dassl/engine/run_lock.py).
+HELD_ELSEWHERE = 75
+
+
 @dataclass
 class Outcome:
     spec: RunSpec
     ok: bool
     seconds: float
     log: str
+    elsewhere: bool = False  # another process was running it: not failed, not done here
 
 
 def execute(spec: RunSpec, env: dict | None = None) -> Outcome:
@@ -63,28 +68,28 @@ def execute(spec: RunSpec, env: dict | None = None) -> Outcome:
     with open(spec.log, "a") as f:
         rc = subprocess.call(list(spec.command), cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
                              env=dict(os.environ, **(env or {})))
-    return Outcome(spec, rc == 0, time.time() - start, spec.log)
+    return Outcome(spec, rc in (0, HELD_ELSEWHERE), time.time() - start, spec.log, rc == HELD_ELSEWHERE)
 
 
 def progress_line(done: int, total: int, outcome: Outcome, detail: str = "") -> str:
-    state = "ok" if outcome.ok else "FAILED"
+    state = "running elsewhere" if outcome.elsewhere else ("ok" if outcome.ok else "FAILED")
     tail = f": {detail}" if detail else ""
     if not outcome.ok:
         tail += f" log: {outcome.log}"
     return f"[{done}/{total}] {state} {outcome.spec.label} ({outcome.seconds:.0f} s){tail}"
 
 
-def run_local(specs, workers: int = 1, gpus=(), describe=None) -> list[Outcome]:
+def run_local(specs, workers: int = 1, gpus=(), describe=None, threads: int = 0) -> list[Outcome]:
     """Run `specs` with `workers` processes at once (one GPU each when `gpus` lists device ids, else
-    cores // workers CPU threads each), printing a progress line per run. `describe(outcome)`: extra
-    text for that line (e.g. the run's accuracies)."""
+    `threads` CPU threads each, default cores // workers), printing a progress line per run.
+    `describe(outcome)`: extra text for that line (e.g. the run's accuracies)."""
     specs = list(specs)
     gpus = [str(g) for g in gpus]
     if gpus:
         workers = len(gpus)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = str(threads or max(1, (os.cpu_count() or 1) // workers))
     queue = SimpleQueue()
     for spec in specs:
         queue.put(spec)
@@ -94,8 +99,8 @@ def run_local(specs, workers: int = 1, gpus=(), describe=None) -> list[Outcome]:
 
     def work(worker):
         # A worker keeps its device for all of its runs and takes the next run when one ends.
-        env = ({"CUDA_VISIBLE_DEVICES": gpus[worker]} if gpus
-               else {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+        env = {"CUDA_VISIBLE_DEVICES": gpus[worker]} if gpus else {}
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         while True:
             try:
                 spec = queue.get_nowait()
@@ -200,7 +205,11 @@ def wait(jobs, specs) -> list[Outcome]:
 def summary(outcomes: list[Outcome]) -> str:
     """One line: runs done / failed, and the failed runs' logs."""
     failed = [o for o in outcomes if not o.ok]
-    line = f"{len(outcomes)} runs launched: {len(outcomes) - len(failed)} done, {len(failed)} failed"
+    elsewhere = sum(o.elsewhere for o in outcomes)
+    done = len(outcomes) - len(failed) - elsewhere
+    line = f"{len(outcomes)} runs launched: {done} done, {len(failed)} failed"
+    if elsewhere:
+        line += f", {elsewhere} left to the process that holds them"
     if failed:
         line += "; logs: " + ", ".join(o.log for o in failed)
     return line

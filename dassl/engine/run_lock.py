@@ -24,6 +24,9 @@ SLURM_IDENTITY = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
 class RunFolderLocked(RuntimeError):
     """Another live process is running in this output folder."""
 
+    #: train.py's exit status for it (EX_TEMPFAIL): the run is not failed, it runs elsewhere.
+    EXIT_STATUS = 75
+
 
 def holder_identity():
     """Who this process is: written into the lock, compared with a lock found in a folder."""
