@@ -8,11 +8,13 @@ import os
 import sys
 
 import torch
+import yaml
 
 from dassl.config import get_cfg_default, merge_config_file
 from dassl.engine import build_trainer
 from dassl.engine.run_folder import FINISHED, check_run_folder, clean_temporary_files
 from dassl.engine.run_lock import RunLock
+from dassl.errors import ConfigError, MissingFileError, UserError, user_message
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from trainers import register_all
 from trainers.config import extend_cfg
@@ -56,12 +58,21 @@ def reset_cfg(cfg, args):
 
 def _merge_file(cfg, path, flag):
     if not os.path.isfile(path):
-        sys.exit(f"error: {flag} {path!r} does not exist (configs live under configs/datasets/ and "
-                 "configs/trainers/<Trainer>/)")
+        raise MissingFileError(f"{flag} {path!r} does not exist (configs live under configs/datasets/ and "
+                               "configs/trainers/<Trainer>/)")
     try:
         merge_config_file(cfg, path)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        sys.exit(f"error: {flag} {path!r}: {err}")
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{flag} {path!r} is not valid YAML: {err}") from err
+    except UserError:
+        raise
+    except (ValueError, KeyError, AssertionError) as err:  # yacs: unknown key, type mismatch
+        raise ConfigError(f"{flag} {path!r}: {_yacs_message(err)}") from err
+
+
+def _yacs_message(err):
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return f"{text} (every key and its type: trainers/config.py, dassl/config/defaults.py, README config table)"
 
 
 def setup_cfg(args):
@@ -74,7 +85,12 @@ def setup_cfg(args):
         if not cfg.CONFIG_NAME:
             cfg.CONFIG_NAME = os.path.splitext(os.path.basename(args.config_file))[0]
     reset_cfg(cfg, args)
-    cfg.merge_from_list(args.opts)
+    if len(args.opts) % 2:
+        raise ConfigError(f"the KEY VALUE overrides after the flags are not pairs: {args.opts}")
+    try:
+        cfg.merge_from_list(args.opts)
+    except (ValueError, KeyError, AssertionError) as err:
+        raise ConfigError(f"command-line override: {_yacs_message(err)}") from err
     apply_scenario_test_sets(cfg)
     cfg.freeze()
     return cfg
@@ -118,7 +134,7 @@ def build_parser():
 def check_request(args, cfg):
     """Refuse runs that would record an untrained model as a finished result."""
     if not args.eval_only and not args.no_train and cfg.OPTIM.MAX_EPOCH < 1:
-        raise ValueError(
+        raise ConfigError(
             f"OPTIM.MAX_EPOCH is {cfg.OPTIM.MAX_EPOCH}: training for no epoch would record an untrained "
             "model as a finished run. Set OPTIM.MAX_EPOCH >= 1, or evaluate a trained model with "
             "--eval-only --model-dir RUN_FOLDER."
@@ -128,7 +144,7 @@ def check_request(args, cfg):
 def check_eval_only(args, trainer):
     """--eval-only evaluates trained weights; only a trainer that learns nothing may go without them."""
     if args.eval_only and not args.model_dir and trainer.get_model_names():
-        raise ValueError(
+        raise ConfigError(
             f"--eval-only without --model-dir would evaluate the untrained {trainer.cfg.TRAINER.NAME} "
             f"({', '.join(trainer.get_model_names())}) and record it as a finished run. Pass "
             "--model-dir RUN_FOLDER (and --load-epoch N) of a trained run."
@@ -140,6 +156,9 @@ def main(argv=None):
     register_all()
     cfg = setup_cfg(args)
     check_request(args, cfg)
+    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        raise ConfigError(f"the output folder {cfg.OUTPUT_DIR!r} is a file; pass another --output-dir "
+                          "(OUTPUT_DIR), or move that file away")
     # One process per run folder: a second run into it stops here with the holder's name.
     with RunLock(cfg.OUTPUT_DIR):
         return run(args, cfg)
@@ -179,14 +198,12 @@ def run(args, cfg):
 
 
 def cli(argv=None):
-    """main() for the command line: bad input ends with its message and exit code 2, no traceback
-    (set IPCLIP_TRACEBACK=1 to see one)."""
-    from dassl.data.datasets import DatasetError
+    """main() for the command line: bad input (dassl.errors.UserError: the project's own error types)
+    ends with its message and exit code 2, no traceback (set IPCLIP_TRACEBACK=1 to see one); any
+    other exception is a bug and keeps its traceback."""
     from dassl.engine import NonFiniteLossError
     from dassl.engine.run_lock import RunFolderLocked
-    from trainers.clip_backbone import ClipLoadError
 
-    user_errors = (DatasetError, ClipLoadError, FileNotFoundError, ValueError, KeyError, AssertionError)
     try:
         main(argv)
     except RunFolderLocked as err:
@@ -198,11 +215,10 @@ def cli(argv=None):
             raise
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except user_errors as err:
+    except UserError as err:
         if os.environ.get("IPCLIP_TRACEBACK"):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,6 +4,7 @@ import os
 import pickle
 import random
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -129,6 +130,7 @@ def test_download_url_local_file(tmp_path):
 
 def test_setup_logger_tees_and_never_overwrites(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after the test
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
     U.setup_logger(None)
     assert not isinstance(sys.stdout, U.Logger)
 
@@ -150,8 +152,14 @@ def test_setup_logger_tees_and_never_overwrites(tmp_path, monkeypatch, capsys):
     explicit = tmp_path / "deep" / "train.log"
     U.setup_logger(str(explicit))
     print("explicit")
+    # stderr too (warnings, the fatal error), but not progress-bar redraws
+    sys.stderr.write(warnings.formatwarning("a warning for the log", UserWarning, "x.py", 1))
+    sys.stderr.write("\r 50%|#####     |")
+    sys.stderr.write("\n")
+    print("error: the end", file=sys.stderr)
     sys.stdout.flush()
-    assert explicit.read_text() == "explicit\n"
+    text = explicit.read_text()
+    assert text == "explicit\nx.py:1: UserWarning: a warning for the log\nerror: the end\n"
     sys.stdout.close()
 
 

@@ -17,6 +17,8 @@ import clip
 import torch
 from clip.model import CLIP, build_model
 
+from dassl.errors import ConfigError, UserError
+
 from . import tiny_clip
 from .precision import cast_clip, resolve_precision
 
@@ -43,7 +45,7 @@ _TEXT_KEYS = ("text_projection", "positional_embedding", "token_embedding.weight
 _VISUAL_KEYS = ("visual.proj", "visual.attnpool.positional_embedding")
 
 
-class ClipLoadError(RuntimeError):
+class ClipLoadError(UserError, RuntimeError):
     """CLIP weights could not be found or read; the message says how to fix it."""
 
 
@@ -238,7 +240,7 @@ def check_input_size(cfg, clip_model):
     resolution = clip_model.visual.input_resolution
     size = tuple(cfg.INPUT.SIZE)
     if size != (resolution, resolution):
-        raise ValueError(
+        raise ConfigError(
             f"INPUT.SIZE is {size} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} takes "
             f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution}) in the "
             "trainer config or on the command line"

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.errors import ConfigError
 
 from .coop import CoOp
 from .precision import backward_and_step
@@ -71,7 +72,7 @@ class CoCoOpCLIP(nn.Module):
         self.dtype = clip_model.dtype
         chunk_size = cocoop_cfg.TEXT_CHUNK_SIZE
         if not isinstance(chunk_size, int) or chunk_size < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.COCOOP.TEXT_CHUNK_SIZE must be an int >= 0 (0 = encode all prompts at once), "
                 f"got {chunk_size!r}"
             )

@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.errors import MissingFileError
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
+from dassl.utils.torchtools import check_checkpoint
 
 from .clip_backbone import load_clip_for_trainer
 from .precision import autocast, backward_and_step, check_precision, make_grad_scaler
@@ -48,11 +50,11 @@ def load_prompt_learner_checkpoint(trainer, directory, epoch=None):
     for name in trainer.get_model_names():
         model_path = osp.join(directory, name, model_file)
         if not osp.exists(model_path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'Model not found at "{model_path}"; expected <model-dir>/{name}/model.pth.tar-<epoch> '
                 "(pass --load-epoch) or model-best.pth.tar"
             )
-        checkpoint = load_checkpoint(model_path)
+        checkpoint = check_checkpoint(load_checkpoint(model_path), model_path)
         state_dict = {
             key: value
             for key, value in checkpoint["state_dict"].items()

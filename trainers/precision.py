@@ -11,6 +11,8 @@ import warnings
 import torch
 from clip.model import convert_weights
 
+from dassl.errors import ConfigError
+
 __all__ = [
     "PRECISIONS",
     "check_precision",
@@ -39,7 +41,7 @@ def _device_type(device):
 def check_precision(prec, key="PREC"):
     """Fail early (in `check_cfg`) on a misspelt precision, naming the config key to fix."""
     if prec not in PRECISIONS:
-        raise ValueError(
+        raise ConfigError(
             f"{key} must be one of {', '.join(PRECISIONS)}, got {prec!r}; "
             f"set it in the trainer config or on the command line, e.g. `{key} fp32`"
         )

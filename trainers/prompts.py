@@ -17,6 +17,8 @@ import clip
 import torch
 from torch import nn
 
+from dassl.errors import ConfigError
+
 __all__ = ["PromptTemplate", "CLASS_TOKEN_POSITIONS", "count_tokens"]
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -36,7 +38,7 @@ class PromptTemplate(nn.Module):
         super().__init__()
         classnames = self._check_classnames(classnames)
         if class_token_position not in CLASS_TOKEN_POSITIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"CLASS_TOKEN_POSITION must be one of {', '.join(CLASS_TOKEN_POSITIONS)}, "
                 f"got {class_token_position!r}"
             )
@@ -46,11 +48,11 @@ class PromptTemplate(nn.Module):
             # The context length is what the init words tokenize to (a word can be several tokens).
             n_ctx = count_tokens(ctx_init, context_length)
             if n_ctx < 1:
-                raise ValueError(f"CTX_INIT {ctx_init!r} tokenizes to no tokens; give words or leave it empty")
+                raise ConfigError(f"CTX_INIT {ctx_init!r} tokenizes to no tokens; give words or leave it empty")
             prefix_text = ctx_init
         else:
             if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 1:
-                raise ValueError(f"N_CTX must be a positive int (number of context tokens), got {n_ctx!r}")
+                raise ConfigError(f"N_CTX must be a positive int (number of context tokens), got {n_ctx!r}")
             prefix_text = " ".join(["X"] * n_ctx)
         self.n_ctx = n_ctx
         self.ctx_init = ctx_init
@@ -63,7 +65,7 @@ class PromptTemplate(nn.Module):
         longest = max(range(len(self.classnames)), key=lambda i: self.name_lens[i])
         needed = 1 + n_ctx + self.name_lens[longest] + 2
         if needed > context_length:
-            raise ValueError(
+            raise ConfigError(
                 f"the prompt for class {self.classnames[longest]!r} needs {needed} tokens "
                 f"({n_ctx} context + {self.name_lens[longest]} class-name tokens + SOS, '.', EOS) but this "
                 f"CLIP's context length is {context_length}; reduce N_CTX or shorten the class name"

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 __all__ = ["TextEncoder", "encode_class_prompts"]
 
 
@@ -136,7 +138,7 @@ def encode_class_prompts(clip_model, texts, chunk_size=0):
     try:
         tokens = clip.tokenize(list(texts), context_length=context_length)
     except RuntimeError as err:
-        raise ValueError(f"{err}; shorten the prompt template or the class name") from None
+        raise ConfigError(f"{err}; shorten the prompt template or the class name") from None
     device = clip_model.token_embedding.weight.device
     tokens = tokens.to(device)
     embeddings = clip_model.token_embedding(tokens)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from clip.model import CLIP
 from PIL import Image
 
+from dassl.errors import ConfigError
 from datasets.toy_domains import PRETRAIN_STREAM, toy_rng
 from datasets.toy_render import CLASSNAMES, DOMAINS, RENDER_VERSION, render_images
 
@@ -128,7 +129,7 @@ _SEEDED_NAME = re.compile(r"^tiny-rn-seed(\d+)$")
 def recipe_for_seed(seed):
     """The default recipe pretrained from `seed` (seed 0 is DEFAULT_RECIPE itself)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"a tiny CLIP pretraining seed is an integer >= 0, got {seed!r}")
+        raise ConfigError(f"a tiny CLIP pretraining seed is an integer >= 0, got {seed!r}")
     return dataclasses.replace(DEFAULT_RECIPE, seed=seed)
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY, TrainerBase, TrainerX
+from dassl.errors import ConfigError
 
 from .clip_backbone import load_clip_for_trainer
 from .precision import autocast, check_precision
@@ -49,7 +50,7 @@ def template_for(cfg):
     """TRAINER.ZSCLIP.TEMPLATE if set, else the dataset's entry in PROMPT_TEMPLATES, else the default."""
     template = cfg.TRAINER.ZSCLIP.TEMPLATE or PROMPT_TEMPLATES.get(cfg.DATASET.NAME, DEFAULT_TEMPLATE)
     if template.count("{}") != 1:
-        raise ValueError(
+        raise ConfigError(
             f"a zero-shot prompt template needs exactly one '{{}}' for the class name, got {template!r} "
             "(TRAINER.ZSCLIP.TEMPLATE)"
         )

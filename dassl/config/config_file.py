@@ -9,6 +9,8 @@ import os.path as osp
 import yaml
 from yacs.config import CfgNode as CN
 
+from dassl.errors import ConfigError, MissingFileError
+
 BASE_KEY = "_BASE_"
 
 __all__ = ["BASE_KEY", "merge_config_file"]
@@ -20,7 +22,7 @@ def _read(path):
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path!r} must hold a mapping of config keys, got {type(data).__name__}")
+        raise ConfigError(f"config file {path!r} must hold a mapping of config keys, got {type(data).__name__}")
     return data
 
 
@@ -29,15 +31,15 @@ def merge_config_file(cfg, path, _chain=()):
     path = osp.abspath(path)
     if path in _chain:
         cycle = " -> ".join(_chain + (path,))
-        raise ValueError(f"config files form a {BASE_KEY} cycle: {cycle}")
+        raise ConfigError(f"config files form a {BASE_KEY} cycle: {cycle}")
     data = _read(path)
     base = data.pop(BASE_KEY, None)
     if base is not None:
         if not isinstance(base, str) or not base:
-            raise ValueError(f"{BASE_KEY} in {path!r} must be the path of another config file, got {base!r}")
+            raise ConfigError(f"{BASE_KEY} in {path!r} must be the path of another config file, got {base!r}")
         base_path = osp.join(osp.dirname(path), base)
         if not osp.isfile(base_path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{BASE_KEY} of {path!r} names {base!r}, but {base_path!r} does not exist "
                 "(the path is relative to the file that names it)"
             )

@@ -13,9 +13,11 @@ import torchvision.transforms as T
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
 
+from dassl.errors import ConfigError
 from dassl.utils import read_image
 
 from .datasets import build_dataset
+from .datasets.errors import README_HINT, DatasetError
 from .samplers import build_sampler
 from .test_sets import parse_test_sets
 from .transforms import PRE_TRANSFORM_REGISTRY, build_pre_transform, build_transform
@@ -55,7 +57,7 @@ def build_data_loader(
     """
     label = f' "{name}"' if name else ""
     if not data_source:
-        raise ValueError(
+        raise DatasetError(
             f"The{label} data loader has no data: the split it reads is empty. Check the dataset, "
             "its domains and the split files."
         )
@@ -89,7 +91,7 @@ def build_data_loader(
         generator=generator,
     )
     if len(loader) == 0:
-        raise ValueError(
+        raise ConfigError(
             f"The{label} data loader yields no batch ({len(data_source)} samples, batch size "
             f"{batch_size}, sampler {sampler_type}); lower the batch size or change the sampler."
         )
@@ -156,6 +158,14 @@ class DataManager:
                 name=name,
             )
 
+        used = list(cfg.DATASET.SOURCE_DOMAINS) + list(cfg.DATASET.TARGET_DOMAINS)
+        empty = [d for d in dict.fromkeys(used) if d in (dataset.test_domains or {}) and not dataset.test_domains[d]]
+        if empty:
+            raise DatasetError(
+                f"the test split of domain(s) {empty} has no image: check that domain's folder and its "
+                f"split files (DATASET.SPLIT_DIR), or choose other --source-domains / --target-domains. "
+                f"{README_HINT}"
+            )
         self.val_loader = test_loader(dataset.val, "val") if dataset.val else None
         self.test_loader = test_loader(dataset.test, "test")
 
@@ -164,7 +174,7 @@ class DataManager:
             self.test_loaders["test"] = self.test_loader
         else:
             if not dataset.test_domains:
-                raise ValueError(
+                raise ConfigError(
                     f"DATASET.TEST_SETS is set, but dataset {cfg.DATASET.NAME} has no per-domain test "
                     "splits (domain datasets such as DomainFolders provide them). Leave "
                     "DATASET.TEST_SETS empty to evaluate on its test split."
@@ -177,6 +187,13 @@ class DataManager:
                 pre_transform_names=PRE_TRANSFORM_REGISTRY.registered_names(),
             )
             for named in named_sets:
+                empty = [domain for domain in named.domains if not dataset.test_domains[domain]]
+                if empty:
+                    raise DatasetError(
+                        f'the test set "{named.name}" takes the test split of domain(s) {empty}, which '
+                        f"has no image: check that domain's folder and its split files, or leave it out "
+                        f"of DATASET.TEST_SETS. {README_HINT}"
+                    )
                 data = [datum for domain in named.domains for datum in dataset.test_domains[domain]]
                 self.test_loaders[named.name] = test_loader(
                     data, named.name, build_pre_transform(named.pre_transforms, cfg)
@@ -241,7 +258,7 @@ class DatasetWrapper(Dataset):
         self.k_tfm = cfg.DATALOADER.K_TRANSFORMS if is_train else 1
         self.return_img0 = cfg.DATALOADER.RETURN_IMG0
         if self.k_tfm > 1 and transform is None:
-            raise ValueError(
+            raise ConfigError(
                 f"DATALOADER.K_TRANSFORMS = {self.k_tfm} asks for several augmented views per image, "
                 "but no transform is given (INPUT.NO_TRANSFORM is on?)."
             )

@@ -10,6 +10,8 @@ from collections import defaultdict
 import numpy as np
 from torch.utils.data.sampler import RandomSampler, Sampler, SequentialSampler
 
+from dassl.errors import ConfigError
+
 __all__ = [
     "RandomDomainSampler",
     "SeqDomainSampler",
@@ -38,18 +40,18 @@ class RandomDomainSampler(Sampler):
         if not n_domain or n_domain <= 0:
             n_domain = len(self.domains)
         if n_domain > len(self.domains):
-            raise ValueError(
+            raise ConfigError(
                 f"RandomDomainSampler: n_domain={n_domain} but the data has only {len(self.domains)} domain(s)."
             )
         if batch_size % n_domain != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"RandomDomainSampler: batch size {batch_size} must be divisible by n_domain={n_domain}."
             )
         self.n_domain = n_domain
         self.per_domain = batch_size // n_domain
         small = {d: len(idx) for d, idx in self.domain_to_indices.items() if len(idx) < self.per_domain}
         if small:
-            raise ValueError(
+            raise ConfigError(
                 f"RandomDomainSampler: every batch takes {self.per_domain} images per domain, but domain(s) "
                 f"{small} (index: count) have fewer; lower the batch size or raise n_domain."
             )
@@ -82,7 +84,7 @@ class SeqDomainSampler(Sampler):
         self.domain_to_indices = _group_indices(data_source, "domain")
         self.domains = sorted(self.domain_to_indices)
         if batch_size % len(self.domains) != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"SeqDomainSampler: batch size {batch_size} must be divisible by the number of "
                 f"domains ({len(self.domains)})."
             )
@@ -114,7 +116,7 @@ class RandomClassSampler(Sampler):
 
     def __init__(self, data_source, batch_size, n_ins):
         if batch_size < n_ins:
-            raise ValueError(
+            raise ConfigError(
                 f"RandomClassSampler: batch size {batch_size} must be at least n_ins={n_ins} "
                 "(images per class in a batch)."
             )
@@ -165,4 +167,4 @@ def build_sampler(sampler_type, cfg=None, data_source=None, batch_size=32, n_dom
         return SeqDomainSampler(data_source, batch_size)
     if sampler_type == "RandomClassSampler":
         return RandomClassSampler(data_source, batch_size, n_ins)
-    raise ValueError(f"Unknown sampler type: {sampler_type} (valid: {AVAI_SAMPLERS})")
+    raise ConfigError(f"Unknown sampler type: {sampler_type} (valid: {AVAI_SAMPLERS})")

@@ -6,6 +6,8 @@ pre-transform applied to every image of the set before the test transform.
 """
 from dataclasses import dataclass
 
+from dassl.errors import ConfigError
+
 __all__ = ["NamedTestSet", "parse_test_sets", "SELECTORS"]
 
 SELECTORS = ("source", "target", "each")
@@ -28,7 +30,7 @@ def parse_test_sets(items, domains, source_domains, target_domains, pre_transfor
     pre_transform_names = list(pre_transform_names)
 
     def fail(item, problem):
-        raise ValueError(
+        raise ConfigError(
             f'DATASET.TEST_SETS item "{item}": {problem}. Items read NAME=SELECTOR[+PRE[+PRE...]] with '
             f"SELECTOR one of {list(SELECTORS)} or a domain of the dataset {domains}, and PRE one of the "
             f"registered pre-transforms {pre_transform_names}; e.g. \"authorized=source\", "

@@ -13,8 +13,9 @@ import os
 import os.path as osp
 import re
 
+from dassl.errors import UserError
 from dassl.utils.tools import TMP_SUFFIX
-from dassl.utils.torchtools import checkpoint_pointer, load_checkpoint
+from dassl.utils.torchtools import check_checkpoint, checkpoint_pointer, load_checkpoint
 
 from .run_record import cfg_to_dict, read_results
 
@@ -30,7 +31,7 @@ MAX_LISTED = 8
 NEW, UNFINISHED, FINISHED = "new", "unfinished", "finished"
 
 
-class RunFolderConflict(ValueError):
+class RunFolderConflict(UserError, ValueError):
     """The output folder holds a run made with a different config."""
 
 
@@ -136,7 +137,7 @@ def find_resume_checkpoints(directory, names):
         for name in names:
             path = osp.join(directory, name, fname)
             try:
-                loaded[name] = load_checkpoint(path)
+                loaded[name] = check_checkpoint(load_checkpoint(path), path)
             except (FileNotFoundError, RuntimeError) as err:
                 skipped.append((path, str(err).split(". ")[0]))
                 break

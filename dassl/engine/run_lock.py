@@ -14,6 +14,8 @@ import os.path as osp
 import socket
 import time
 
+from dassl.errors import UserError
+
 LOCK_NAME = ".run.lock"
 #: Guards the check-and-replace of a stale lock, so two runs cannot both take it over.
 TAKEOVER_SUFFIX = ".takeover"
@@ -21,7 +23,7 @@ TAKEOVER_SUFFIX = ".takeover"
 SLURM_IDENTITY = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
 
 
-class RunFolderLocked(RuntimeError):
+class RunFolderLocked(UserError, RuntimeError):
     """Another live process is running in this output folder."""
 
     #: train.py's exit status for it (EX_TEMPFAIL): the run is not failed, it runs elsewhere.

@@ -8,6 +8,7 @@ import math
 import os
 import time
 
+from dassl.errors import UserError
 from dassl.utils.tools import atomic_write
 
 FORMAT_VERSION = 1
@@ -52,13 +53,29 @@ def run_identity(cfg):
     }
 
 
+class DamagedRecordError(UserError, ValueError):
+    """A run folder's results.json that is not a readable record."""
+
+
 def read_results(output_dir):
-    """The parsed results.json of a run folder, or None if there is none."""
+    """The parsed results.json of a run folder, or None if there is none; a file that is empty or
+    not a JSON object (a disk filled up, a hand edit) is a DamagedRecordError naming it and the fix."""
     path = os.path.join(output_dir, FILENAME)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data, problem = None, f"cannot be read as JSON ({err})"
+    else:
+        problem = "" if isinstance(data, dict) else f"holds a {type(data).__name__}, not a run record"
+    if problem:
+        raise DamagedRecordError(
+            f"{path} {problem}. It should be the record train.py writes for this run. Move it away (or "
+            "delete it) and rerun: the checkpoints in the folder are kept and the run resumes from them."
+        )
+    return data
 
 
 class RunRecord:

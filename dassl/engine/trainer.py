@@ -16,9 +16,10 @@ import torch
 from tqdm import tqdm
 
 from dassl.data import DataManager
+from dassl.errors import ConfigError, MissingFileError
 from dassl.evaluation import build_evaluator
 from dassl.utils import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state, tolist_if_not
-from dassl.utils.torchtools import restore_checkpoint
+from dassl.utils.torchtools import check_checkpoint, restore_checkpoint
 
 from .run_folder import find_resume_checkpoints
 from .run_record import RunRecord
@@ -171,7 +172,7 @@ class TrainerBase:
             print(f"Skipping checkpoint {path}: {why}")
         if found is None:
             if required and names:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"--resume {directory}: no readable checkpoint there (expected "
                     f"{directory}/<model>/model.pth.tar-<epoch> for the models {', '.join(names)}). "
                     "Pass the OUTPUT_DIR of an earlier run of this trainer, or drop --resume to "
@@ -200,11 +201,11 @@ class TrainerBase:
         for name in names:
             model_path = osp.join(directory, name, model_file)
             if not osp.exists(model_path):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f'Model not found at "{model_path}". Expected the checkpoint layout '
                     f"<model-dir>/{name}/model.pth.tar-<epoch> (pass --load-epoch) or model-best.pth.tar."
                 )
-            checkpoint = load_checkpoint(model_path)
+            checkpoint = check_checkpoint(load_checkpoint(model_path), model_path)
             val_result = checkpoint.get("val_result")
             shown = "None" if val_result is None else f"{val_result:.1f}"
             print(f"Load {model_path} to {name} (epoch={checkpoint['epoch']}, val_result={shown})")
@@ -537,7 +538,7 @@ class TrainerXU(SimpleTrainer):
         elif count_iter == "smaller_one":
             num_batches = min(len_x, len_u)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f'TRAIN.COUNT_ITER must be "train_x", "train_u" or "smaller_one", got "{count_iter}"'
             )
         iters = {"x": iter(self.train_loader_x), "u": iter(self.train_loader_u)}

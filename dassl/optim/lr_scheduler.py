@@ -7,6 +7,8 @@ holds only plain data (the wrapped scheduler's state is nested as a dict), so ch
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from dassl.errors import ConfigError
+
 __all__ = [
     "AVAI_SCHEDS",
     "ConstantWarmupScheduler",
@@ -110,12 +112,12 @@ def build_lr_scheduler(optimizer, optim_cfg):
     gamma = optim_cfg.GAMMA
     max_epoch = optim_cfg.MAX_EPOCH
     if name not in AVAI_SCHEDS:
-        raise ValueError(f'OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, but got "{name}"')
+        raise ConfigError(f'OPTIM.LR_SCHEDULER must be one of {AVAI_SCHEDS}, but got "{name}"')
 
     if name == "single_step":
         if isinstance(stepsize, (list, tuple)):
             if not stepsize:
-                raise ValueError("OPTIM.STEPSIZE is empty; single_step needs one step size (or -1)")
+                raise ConfigError("OPTIM.STEPSIZE is empty; single_step needs one step size (or -1)")
             stepsize = stepsize[-1]
         if not isinstance(stepsize, int) or isinstance(stepsize, bool):
             raise TypeError(
@@ -147,5 +149,5 @@ def build_lr_scheduler(optimizer, optim_cfg):
                 optimizer, scheduler, warmup_epoch, optim_cfg.WARMUP_MIN_LR
             )
         else:
-            raise ValueError(f'OPTIM.WARMUP_TYPE must be "constant" or "linear", but got "{warmup_type}"')
+            raise ConfigError(f'OPTIM.WARMUP_TYPE must be "constant" or "linear", but got "{warmup_type}"')
     return scheduler

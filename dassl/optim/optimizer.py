@@ -4,6 +4,8 @@ import warnings
 import torch
 import torch.nn as nn
 
+from dassl.errors import ConfigError
+
 from .radam import RAdam
 
 __all__ = ["AVAI_OPTIMS", "build_optimizer"]
@@ -28,7 +30,7 @@ def _staged_param_groups(model, new_layers, lr, base_lr_mult):
     children = dict(model.named_children())
     unknown = [name for name in new_layers if name not in children]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"OPTIM.NEW_LAYERS names {unknown}, which are not children of {type(model).__name__}; "
             f"available: {list(children)}"
         )
@@ -45,7 +47,7 @@ def build_optimizer(model, optim_cfg, param_groups=None):
     """
     name = optim_cfg.NAME
     if name not in AVAI_OPTIMS:
-        raise ValueError(f'OPTIM.NAME must be one of {AVAI_OPTIMS}, but got "{name}"')
+        raise ConfigError(f'OPTIM.NAME must be one of {AVAI_OPTIMS}, but got "{name}"')
     lr = optim_cfg.LR
     weight_decay = optim_cfg.WEIGHT_DECAY
     betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)

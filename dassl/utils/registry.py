@@ -1,5 +1,7 @@
 """Name -> object registries (trainers, datasets, evaluators, ...)."""
 
+from dassl.errors import UnknownNameError
+
 __all__ = ["Registry"]
 
 
@@ -29,7 +31,8 @@ class Registry:
 
     def get(self, name):
         if name not in self._obj_map:
-            raise KeyError(f'Object name "{name}" does not exist in "{self._name}" registry')
+            raise UnknownNameError(f'Object name "{name}" does not exist in "{self._name}" registry; '
+                                   f"registered: {sorted(self._obj_map)}")
         return self._obj_map[name]
 
     def registered_names(self):

@@ -16,6 +16,8 @@ import PIL
 import torch
 from PIL import Image
 
+from dassl.errors import ConfigError, MissingFileError, UnreadableImageError
+
 __all__ = [
     "mkdir_if_missing",
     "check_isfile",
@@ -137,12 +139,15 @@ def download_url(url, dst):
 def read_image(path):
     """Open an image as RGB; fails with the path in the message if it cannot be read."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Image not found: "{path}"')
+        raise MissingFileError(f'Image not found: "{path}"')
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, PIL.UnidentifiedImageError) as err:
-        raise OSError(f'Cannot read image "{path}" ({err}); is it a valid image file?') from err
+        raise UnreadableImageError(
+            f'Cannot read image "{path}" ({err}); is it a valid image file? Replace or remove it (and its '
+            "line in the split files, if the dataset has them)."
+        ) from err
 
 
 def collect_env_info():
@@ -183,7 +188,7 @@ def check_availability(requested, available):
     """Raise a ValueError suggesting the closest valid name when `requested` is not available."""
     if requested not in available:
         suggestion = get_most_similar_str_to_a_from_b(requested, available)
-        raise ValueError(
+        raise ConfigError(
             f'The requested one is expected to belong to {list(available)}, '
             f'but got [{requested}] (do you mean [{suggestion}]?)'
         )

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dassl.errors import CheckpointError, MissingFileError
+
 from .tools import atomic_write, mkdir_if_missing
 
 __all__ = [
@@ -86,9 +88,9 @@ def load_checkpoint(fpath, map_location="cpu"):
     if fpath is None:
         raise ValueError("load_checkpoint got fpath=None: pass the path of a checkpoint file")
     if not osp.exists(fpath):
-        raise FileNotFoundError(f'No checkpoint found at "{fpath}"')
+        raise MissingFileError(f'No checkpoint found at "{fpath}"')
     if osp.isdir(fpath):
-        raise IsADirectoryError(
+        raise CheckpointError(
             f'"{fpath}" is a folder; pass a checkpoint file inside it (e.g. .../model.pth.tar-10)'
         )
     try:
@@ -99,7 +101,7 @@ def load_checkpoint(fpath, map_location="cpu"):
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
             raise _unreadable_checkpoint(fpath, err) from err
-        raise pickle.UnpicklingError(
+        raise UnsafeCheckpointError(
             f'Checkpoint "{fpath}" is not a weights-only checkpoint: it stores Python objects that '
             "torch.load(weights_only=True) refuses to unpickle. If you trust its source, convert it "
             "once: obj = torch.load(path, weights_only=False), replace objects by plain data "
@@ -110,8 +112,12 @@ def load_checkpoint(fpath, map_location="cpu"):
         raise _unreadable_checkpoint(fpath, err) from err
 
 
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint that stores Python objects: torch.load(weights_only=True) refuses it."""
+
+
 def _unreadable_checkpoint(fpath, err):
-    return RuntimeError(
+    return CheckpointError(
         f'Unable to load checkpoint from "{fpath}": the file is not a readable torch checkpoint '
         "(empty, truncated or not written by torch.save?). Delete it and re-run, or resume from "
         f"another epoch. Original error: {type(err).__name__}: {err}"
@@ -132,20 +138,33 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
     """Restore model/optimizer/scheduler from the file named in ``fdir/checkpoint``; return its epoch."""
     pointer = osp.join(fdir, "checkpoint")
     if not osp.isfile(pointer):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f'Cannot resume: "{pointer}" does not exist (it names the latest checkpoint in that folder)'
         )
     name = checkpoint_pointer(fdir)
     if name is None:
-        raise ValueError(f'Cannot resume: "{pointer}" is empty; it should hold a checkpoint file name')
+        raise CheckpointError(f'Cannot resume: "{pointer}" is empty; it should hold a checkpoint file name')
     fpath = osp.join(fdir, name)
 
     print(f'Loading checkpoint from "{fpath}"')
-    return restore_checkpoint(load_checkpoint(fpath), model, optimizer, scheduler)
+    return restore_checkpoint(load_checkpoint(fpath), model, optimizer, scheduler, fpath)
 
 
-def restore_checkpoint(checkpoint, model, optimizer=None, scheduler=None):
+def check_checkpoint(checkpoint, fpath, keys=("state_dict", "epoch")):
+    """`checkpoint` (loaded from `fpath`) as a dict holding `keys`, else a CheckpointError."""
+    found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in keys):
+        raise CheckpointError(
+            f'"{fpath}" is not a checkpoint of this engine: it should be a dict with {list(keys)}, and '
+            f"holds {found}. Pass a file written by a training run (<run folder>/<model>/"
+            "model.pth.tar-<epoch>), or move this one away."
+        )
+    return checkpoint
+
+
+def restore_checkpoint(checkpoint, model, optimizer=None, scheduler=None, fpath="the checkpoint"):
     """Put a loaded checkpoint's model/optimizer/scheduler states in place; return its epoch."""
+    check_checkpoint(checkpoint, fpath)
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:

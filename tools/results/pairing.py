@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from trainers.ipclip.protocol import IP_COLUMNS, NEEDS_REFERENCE, ROLE_TEXT, authorized_and_unauthorized, ip_metrics
+from trainers.ipclip.protocol import (
+    IP_COLUMNS,
+    NEEDS_REFERENCE,
+    ROLE_TEXT,
+    authorized_and_unauthorized,
+    ip_metrics,
+)
 from trainers.ipclip.scenarios import Roles
 
 from .aggregate import GroupSummary, Issue, SetStats, mean_std

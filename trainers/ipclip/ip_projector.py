@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 #: How TOKEN_BOUND acts: on every coordinate, or on every token's norm.
 BOUND_TYPES = ("coordinate", "norm")
 #: Scale of the tokens at initialisation, CoOp's context-vector init std.
@@ -105,8 +107,8 @@ def check_projector_args(name, layer_dims, n_image_tokens, bound_type):
     if n_image_tokens < 1:
         raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
     if bound_type not in BOUND_TYPES:
-        raise ValueError(f"TRAINER.IPCLIP.TOKEN_BOUND_TYPE must be one of {', '.join(BOUND_TYPES)}, "
-                         f"got {bound_type!r}")
+        raise ConfigError(f"TRAINER.IPCLIP.TOKEN_BOUND_TYPE must be one of {', '.join(BOUND_TYPES)}, "
+                          f"got {bound_type!r}")
     return layer_dims
 
 

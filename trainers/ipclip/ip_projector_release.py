@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 from .ip_projector import PerLayerLinear, bound_tokens, check_projector_args
 
 #: Default hidden width of the domain token's two linear maps, as a fraction of the text width
@@ -92,6 +94,6 @@ class ReleaseIPProjector(nn.Module):
         bias.copy_(embeddings.to(bias))
 
     def init_image_tokens(self, embeddings):
-        raise ValueError("TRAINER.IPCLIP.IMAGE_TOKEN_INIT needs TRAINER.IPCLIP.PROJECTOR ours: the "
-                         "release's M image tokens are copies of one vector, so they cannot start "
-                         "as M different words; leave IMAGE_TOKEN_INIT empty with PROJECTOR release.")
+        raise ConfigError("TRAINER.IPCLIP.IMAGE_TOKEN_INIT needs TRAINER.IPCLIP.PROJECTOR ours: the "
+                          "release's M image tokens are copies of one vector, so they cannot start "
+                          "as M different words; leave IMAGE_TOKEN_INIT empty with PROJECTOR release.")

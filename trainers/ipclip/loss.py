@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 #: Config key (under the node given to IPCLIPLossWeights.from_cfg) of each weight.
 CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
@@ -71,7 +73,7 @@ class IPCLIPLossWeights:
     def __post_init__(self):
         # The release's KL is never clamped: a bound of its own would be silently ignored.
         if self.kl_form == "release" and self.kl_upper_bound > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"IP-CLIP loss key KL_UPPER_BOUND ({self.kl_upper_bound}) only applies to "
                 "KL_FORM ours; the release's KL is never clamped. Set KL_UPPER_BOUND 0.0 or "
                 "KL_FORM ours.")
@@ -96,18 +98,18 @@ class IPCLIPLossWeights:
 def _check_weight(name, value, key):
     if name in FORMS:
         if value not in FORMS[name]:
-            raise ValueError(f"IP-CLIP loss key {key} must be one of {', '.join(FORMS[name])}, "
-                             f"got {value!r}.")
+            raise ConfigError(f"IP-CLIP loss key {key} must be one of {', '.join(FORMS[name])}, "
+                              f"got {value!r}.")
         return value
     if name in SWITCHES:
         if not isinstance(value, bool):
-            raise ValueError(f"IP-CLIP loss key {key} must be True or False, got {value!r}.")
+            raise ConfigError(f"IP-CLIP loss key {key} must be True or False, got {value!r}.")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"IP-CLIP loss key {key} must be a number, got {value!r}.")
+        raise ConfigError(f"IP-CLIP loss key {key} must be a number, got {value!r}.")
     if name in NON_NEGATIVE and value < 0:
-        raise ValueError(f"IP-CLIP loss key {key} must be >= 0 (0: the KL shares UPPER_BOUND), "
-                         f"got {value!r}.")
+        raise ConfigError(f"IP-CLIP loss key {key} must be >= 0 (0: the KL shares UPPER_BOUND), "
+                          f"got {value!r}.")
     return float(value)
 
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 from ..prompts import PromptTemplate
 from ..text_encoder import TextEncoder
 from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
@@ -40,8 +42,8 @@ class IPCLIPModel(nn.Module):
                  branch_form="ours", bank_prototype="filled_slots"):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
-            raise ValueError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
-                             f"got {projector_form!r}")
+            raise ConfigError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
+                              f"got {projector_form!r}")
         release_projector = projector_form == "release"
         self.clip_model = clip_model
         # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
@@ -133,7 +135,7 @@ def _word_embeddings(clip_model, words, n_tokens):
     exactly n_tokens tokens: the image tokens then start as the zero-shot prompt."""
     template = PromptTemplate(clip_model, ["x"], n_ctx=1, ctx_init=words)
     if template.n_ctx != n_tokens:
-        raise ValueError(
+        raise ConfigError(
             f"TRAINER.IPCLIP.IMAGE_TOKEN_INIT {words!r} is {template.n_ctx} tokens but "
             f"N_IMAGE_TOKENS is {n_tokens}; make them equal (or leave IMAGE_TOKEN_INIT empty)"
         )

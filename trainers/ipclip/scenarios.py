@@ -3,13 +3,16 @@ sets are authorized and unauthorized, the metric that judges it, its loss node a
 
 train.py (default test sets), the IP-CLIP trainer (streams, loss node), tools/launch.py (run
 folders), tools/robustness.py and tools/parse_results.py (roles, metrics) all read this module, so a
-new scenario is one entry in SCENARIOS. It imports nothing heavy: the table tools use it without torch.
+new scenario is one entry in SCENARIOS. It imports nothing heavy (its only project import is the
+error type of dassl.errors).
 """
 from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from dassl.errors import ConfigError
 
 # split: "source" (the source domains' train split) or "target" (the target domains' train split);
 # pre_transforms: registered image-level transforms (dassl.data.transforms.PRE_TRANSFORM_REGISTRY)
@@ -130,8 +133,8 @@ DEFAULT_SCENARIO = "target_specified"
 
 def get_scenario(name: str) -> Scenario:
     if name not in SCENARIOS:
-        raise ValueError(f"unknown IP-CLIP scenario {name!r}: expected one of {', '.join(SCENARIO_NAMES)} "
-                         "(trainers/ipclip/scenarios.py defines them)")
+        raise ConfigError(f"unknown IP-CLIP scenario {name!r}: expected one of {', '.join(SCENARIO_NAMES)} "
+                          "(trainers/ipclip/scenarios.py defines them)")
     return SCENARIOS[name]
 
 

@@ -7,6 +7,7 @@ builds the loaders.
 from dassl.data.data_manager import build_data_loader, build_train_loader
 from dassl.data.transforms import build_pre_transform
 from dassl.data.transforms.pre_transforms import training_transforms
+from dassl.errors import ConfigError
 
 from . import transforms  # noqa: F401  (registers the scenario pre-transforms the streams name)
 from .scenarios import get_scenario
@@ -23,7 +24,7 @@ class ScenarioStreams:
     def _data(self, spec):
         data = self.dm.dataset.train_x if spec.split == "source" else self.dm.dataset.train_u
         if not data:
-            raise ValueError(
+            raise ConfigError(
                 f"the IP-CLIP scenario {self.cfg.TRAINER.IPCLIP.SCENARIO!r} needs the {spec.split} "
                 "domains' train split, which is empty; check --source-domains / --target-domains "
                 "(README, section Datasets)"

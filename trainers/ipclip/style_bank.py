@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 #: Values of TRAINER.IPCLIP.BANK_PROTOTYPE: mean of the filled slots, or of all K slots (the release).
 PROTOTYPE_MODES = ("filled_slots", "all_slots")
 
@@ -123,8 +125,8 @@ class StyleBank(nn.Module):
             proto = self.features.mean(dim=1)
             return proto, torch.ones(self.num_classes, dtype=torch.bool, device=proto.device)
         if mode != "filled_slots":
-            raise ValueError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
-                             f"{', '.join(PROTOTYPE_MODES)}, got {mode!r}")
+            raise ConfigError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
+                              f"{', '.join(PROTOTYPE_MODES)}, got {mode!r}")
         filled = self.filled
         count = filled.sum(dim=1)
         total = (self.features * filled[..., None].to(self.features.dtype)).sum(dim=1)
@@ -168,8 +170,8 @@ class IPStyleBanks(nn.Module):
     def __init__(self, num_classes, slots, feat_dim, prototype_mode="filled_slots"):
         super().__init__()
         if prototype_mode not in PROTOTYPE_MODES:
-            raise ValueError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
-                             f"{', '.join(PROTOTYPE_MODES)}, got {prototype_mode!r}")
+            raise ConfigError(f"TRAINER.IPCLIP.BANK_PROTOTYPE must be one of "
+                              f"{', '.join(PROTOTYPE_MODES)}, got {prototype_mode!r}")
         self.prototype_mode = prototype_mode
         self.authorized = StyleBank(num_classes, slots, feat_dim)
         self.unauthorized = StyleBank(num_classes, slots, feat_dim)

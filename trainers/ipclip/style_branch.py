@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError
+
 #: Values of TRAINER.IPCLIP.BRANCH.
 BRANCH_FORMS = ("ours", "release")
 #: The release's attention temperature (its INTER_Module.scale), in place of 1/sqrt(d).
@@ -131,4 +133,4 @@ def build_style_branch(form, feat_dim, hidden=None):
         return StyleEnhancement(feat_dim, hidden)
     if form == "release":
         return ReleaseStyleEnhancement(feat_dim, hidden)
-    raise ValueError(f"TRAINER.IPCLIP.BRANCH must be one of {', '.join(BRANCH_FORMS)}, got {form!r}")
+    raise ConfigError(f"TRAINER.IPCLIP.BRANCH must be one of {', '.join(BRANCH_FORMS)}, got {form!r}")

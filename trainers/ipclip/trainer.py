@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from dassl.engine import TRAINER_REGISTRY, TrainerXU
+from dassl.errors import ConfigError
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 from ..clip_backbone import load_clip_for_trainer
@@ -74,17 +75,17 @@ class IPCLIP(TrainerXU):
         icfg = cfg.TRAINER.IPCLIP
         check_precision(icfg.PREC, key="TRAINER.IPCLIP.PREC")
         if icfg.SCENARIO not in SCENARIO_NAMES:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.IPCLIP.SCENARIO must be one of {', '.join(SCENARIO_NAMES)}, got {icfg.SCENARIO!r}"
             )
         for key, allowed in FORM_KEYS.items():
             if icfg[key] not in allowed:
-                raise ValueError(f"TRAINER.IPCLIP.{key} must be one of {', '.join(allowed)}, got "
-                                 f"{icfg[key]!r} (README, config table)")
+                raise ConfigError(f"TRAINER.IPCLIP.{key} must be one of {', '.join(allowed)}, got "
+                                  f"{icfg[key]!r} (README, config table)")
         bx = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
         bu = bx if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U.BATCH_SIZE
         if bx != bu:
-            raise ValueError(
+            raise ConfigError(
                 f"IP-CLIP pairs authorized and unauthorized images one to one, so the two streams need "
                 f"the same batch size; got TRAIN_X {bx} and TRAIN_U {bu} "
                 "(set DATALOADER.TRAIN_U.SAME_AS_X True)"

@@ -7,6 +7,7 @@ Entries must be picklable (module-level), since data-loader workers receive them
 """
 import inspect
 
+from dassl.errors import ConfigError
 from dassl.utils import Registry
 
 __all__ = ["PRE_TRANSFORM_REGISTRY", "ComposePIL", "PreThen", "build_pre_transform",
@@ -72,7 +73,7 @@ def build_pre_transform(names, cfg):
     ops = []
     for name in names:
         if name not in PRE_TRANSFORM_REGISTRY:
-            raise ValueError(
+            raise ConfigError(
                 f'Unknown pre-transform "{name}"; registered: {PRE_TRANSFORM_REGISTRY.registered_names()}.'
             )
         entry = PRE_TRANSFORM_REGISTRY.get(name)

@@ -7,6 +7,7 @@ import torch
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 
+from dassl.errors import ConfigError
 from dassl.utils import get_most_similar_str_to_a_from_b
 
 from .randaugment import RandAugment2, RandAugmentFixMatch
@@ -129,7 +130,7 @@ class GaussianNoise:
 def _check_choices(choices):
     for choice in choices:
         if choice not in AVAI_CHOICES:
-            raise ValueError(
+            raise ConfigError(
                 f'Unknown transform "{choice}" in INPUT.TRANSFORMS (did you mean '
                 f'"{get_most_similar_str_to_a_from_b(choice, AVAI_CHOICES)}"?); valid choices: {AVAI_CHOICES}.'
             )
@@ -139,7 +140,7 @@ def interpolation_mode(cfg):
     """torchvision's mode for INPUT.INTERPOLATION, or a ValueError listing the valid names."""
     name = cfg.INPUT.INTERPOLATION
     if name not in INTERPOLATION_MODES:
-        raise ValueError(
+        raise ConfigError(
             f'Unknown INPUT.INTERPOLATION "{name}"; valid modes: {list(INTERPOLATION_MODES)}.'
         )
     return INTERPOLATION_MODES[name]
@@ -148,7 +149,7 @@ def interpolation_mode(cfg):
 def _input_size(cfg):
     size = tuple(cfg.INPUT.SIZE)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"INPUT.SIZE must be two positive integers (height, width), got {cfg.INPUT.SIZE}.")
+        raise ConfigError(f"INPUT.SIZE must be two positive integers (height, width), got {cfg.INPUT.SIZE}.")
     return size
 
 
@@ -217,7 +218,7 @@ def _build_train(cfg, choices, size, interpolation, normalize):
     if "gaussian_blur" in choices:
         kernel = cfg.INPUT.GB_K
         if kernel < 1 or kernel % 2 == 0:
-            raise ValueError(f"INPUT.GB_K (gaussian blur kernel) must be a positive odd integer, got {kernel}.")
+            raise ConfigError(f"INPUT.GB_K (gaussian blur kernel) must be a positive odd integer, got {kernel}.")
         add(f"gaussian blur (kernel={kernel})", T.RandomApply([T.GaussianBlur(kernel)], p=cfg.INPUT.GB_P))
     add("to torch tensor of range [0, 1]", T.ToTensor())
     if "cutout" in choices:

@@ -18,6 +18,7 @@ import numbers
 import torch
 
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
+from dassl.errors import ConfigError
 
 from .strong_style import strong_style
 from .watermark import watermark
@@ -40,7 +41,7 @@ def check_rates(rates, key="INPUT.AUTH_MIX.RATES"):
         )
     )
     if not valid or not math.isclose(sum(rates), 1.0, abs_tol=1e-6):
-        raise ValueError(
+        raise ConfigError(
             f"{key} must be {len(AUTH_MIX_CASES)} non-negative numbers summing to 1, the rates of "
             f"the cases {AUTH_MIX_CASES}, e.g. (0.5, 0.25, 0.25); got {rates!r}"
         )
@@ -58,7 +59,7 @@ class auth_mixture:
         self.rates = check_rates(cfg.INPUT.AUTH_MIX.RATES)
         sticky = cfg.INPUT.AUTH_MIX.STICKY
         if not isinstance(sticky, bool):
-            raise ValueError(f"INPUT.AUTH_MIX.STICKY must be True or False; got {sticky!r}")
+            raise ConfigError(f"INPUT.AUTH_MIX.STICKY must be True or False; got {sticky!r}")
         self.sticky = sticky
         self.restyled_seen = False  # per copy: each data-loader worker holds its own
         self.watermark = watermark(cfg)

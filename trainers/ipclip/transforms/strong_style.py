@@ -21,6 +21,7 @@ import torchvision.transforms as T
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY, PreThen
 from dassl.data.transforms.randaugment import apply_op
 from dassl.data.transforms.transforms import interpolation_mode
+from dassl.errors import ConfigError
 
 from .randaugment_opmatch import RandAugmentOPMatch
 from .watermark import check_rgb
@@ -74,13 +75,13 @@ def _check_int(value, key, low, high=None):
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{key} must be an integer {bound}; got {value!r}")
+        raise ConfigError(f"{key} must be an integer {bound}; got {value!r}")
     return int(value)
 
 
 def _check_unit(value, key):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{key} must be a number in [0, 1]; got {value!r}")
+        raise ConfigError(f"{key} must be a number in [0, 1]; got {value!r}")
     return float(value)
 
 
@@ -95,8 +96,8 @@ class strong_style:
         node = cfg.INPUT.STRONG_STYLE
         key = "INPUT.STRONG_STYLE."
         if node.VARIANT not in STRONG_STYLE_VARIANTS:
-            raise ValueError(f"{key}VARIANT must be one of {', '.join(STRONG_STYLE_VARIANTS)}; "
-                             f"got {node.VARIANT!r}")
+            raise ConfigError(f"{key}VARIANT must be one of {', '.join(STRONG_STYLE_VARIANTS)}; "
+                              f"got {node.VARIANT!r}")
         self.variant = node.VARIANT
         # the release draws its ops with replacement, so any count works; ours takes distinct ops
         max_ops = len(STRONG_STYLE_OPS) if self.variant == "ours" else None

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
+from dassl.errors import ConfigError
 
 __all__ = ["WATERMARK_PATTERNS", "watermark_mask", "apply_watermark", "watermark"]
 
@@ -57,7 +58,7 @@ def check_rgb(value, key):
         or len(value) != 3
         or not all(_is_int(v) and 0 <= v <= 255 for v in value)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{key} must be 3 integers in [0, 255] (R, G, B), e.g. (255, 255, 255); got {value!r}"
         )
     return tuple(int(v) for v in value)
@@ -65,15 +66,15 @@ def check_rgb(value, key):
 
 def _check_settings(pattern, period, color, alpha=1.0, prefix=""):
     if pattern not in WATERMARK_PATTERNS:
-        raise ValueError(
+        raise ConfigError(
             f'{prefix}PATTERN "{pattern}" is not a known watermark pattern; '
             f"choose one of {sorted(WATERMARK_PATTERNS)}."
         )
     if not _is_int(period) or period < 1:
-        raise ValueError(f"{prefix}PERIOD must be an integer >= 1 (pixels between lines); got {period!r}")
+        raise ConfigError(f"{prefix}PERIOD must be an integer >= 1 (pixels between lines); got {period!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
-        raise ValueError(f"{prefix}ALPHA must be a number in (0, 1] (the watermark's opacity, 1: opaque); "
-                         f"got {alpha!r}")
+        raise ConfigError(f"{prefix}ALPHA must be a number in (0, 1] (the watermark's opacity, 1: opaque); "
+                          f"got {alpha!r}")
     return pattern, int(period), check_rgb(color, f"{prefix}COLOR"), float(alpha)
 
 

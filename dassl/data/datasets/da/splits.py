@@ -21,7 +21,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-from dassl.utils import mkdir_if_missing
 
 from ..errors import README_HINT, DatasetError
 
@@ -252,7 +251,6 @@ class SplitStore:
 
     def write_split(self, domain, train, test, class_folders, policy_record):
         """Write a new domain split (never over an existing file) plus classnames and policy."""
-        mkdir_if_missing(self.split_dir)
         names_path = osp.join(self.split_dir, CLASSNAMES_FILE)
         if not osp.isfile(names_path):
             _write_atomic(names_path, "".join(f"{name}\n" for name in class_folders))
@@ -287,8 +285,17 @@ def _is_int(text):
 
 
 def _write_atomic(path, text):
-    """Write via a temporary file so an interrupted run never leaves a truncated split behind."""
+    """Write via a temporary file so an interrupted run never leaves a truncated split behind; a
+    folder that cannot be written (a read-only dataset root) is a DatasetError saying where to go."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(osp.dirname(path) or ".", exist_ok=True)
+        with open(tmp, "w", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise DatasetError(
+            f'cannot write the split file "{path}" ({err.strerror or err}): the split files are made '
+            "once, beside the data by default. If the dataset folder is read-only, set "
+            "DATASET.SPLIT_DIR to a writable folder (the splits are written there). " + README_HINT
+        ) from err
