@@ -20,6 +20,9 @@ from trainers import register_all
 from trainers.config import extend_cfg
 from trainers.ipclip.scenarios import get_scenario
 
+#: The trainer whose runs carry their scenario as RUN_TAG.
+IPCLIP_TRAINER = "IPCLIP"
+
 
 def print_args(args, cfg):
     print("***************")
@@ -91,19 +94,23 @@ def setup_cfg(args):
         cfg.merge_from_list(args.opts)
     except (ValueError, KeyError, AssertionError) as err:
         raise ConfigError(f"command-line override: {_yacs_message(err)}") from err
-    apply_scenario_test_sets(cfg)
+    apply_scenario(cfg)
     cfg.freeze()
     return cfg
 
 
-def apply_scenario_test_sets(cfg):
-    """A run that names no DATASET.TEST_SETS is tested on its scenario's (TRAINER.IPCLIP.SCENARIO,
-    trainers/ipclip/scenarios.py), IP-CLIP and its CoOp reference alike; a target-specified run
-    without target domains keeps the dataset's own test split."""
-    if cfg.DATASET.TEST_SETS:
-        return
+def apply_scenario(cfg):
+    """What the scenario (TRAINER.IPCLIP.SCENARIO, trainers/ipclip/scenarios.py) decides beyond the
+    trainer: an IP-CLIP run is tagged with it (RUN_TAG, which the tables read), and a run that names
+    no DATASET.TEST_SETS is tested on the scenario's sets (a target-specified run without target
+    domains keeps the dataset's own test split)."""
     scenario = get_scenario(cfg.TRAINER.IPCLIP.SCENARIO)
-    if scenario.needs_target and not cfg.DATASET.TARGET_DOMAINS:
+    if cfg.TRAINER.NAME == IPCLIP_TRAINER:
+        if cfg.RUN_TAG and cfg.RUN_TAG != scenario.name:
+            raise ConfigError(f"RUN_TAG {cfg.RUN_TAG!r} differs from TRAINER.IPCLIP.SCENARIO {scenario.name!r}: "
+                              "an IP-CLIP run is tagged with its scenario; leave RUN_TAG empty")
+        cfg.RUN_TAG = scenario.name
+    if cfg.DATASET.TEST_SETS or (scenario.needs_target and not cfg.DATASET.TARGET_DOMAINS):
         return
     cfg.DATASET.TEST_SETS = tuple(scenario.test_sets)
 

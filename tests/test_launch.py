@@ -25,29 +25,35 @@ def _argv(spec):
 
 # --------------------------------------------------------------------------------------------------
 # Planning
-@pytest.mark.parametrize("scenario, dataset, experiments", [
-    ("target_specified", "office31", 6), ("target_specified", "office_home", 12),
-    ("target_free", "office31", 3), ("ownership", "office_home", 4), ("authorization", "toy_domains", 4),
+@pytest.mark.parametrize("scenario, dataset, experiments, sources", [
+    ("target_specified", "office31", 6, 3), ("target_specified", "office_home", 12, 4),
+    ("target_free", "office31", 3, 3), ("ownership", "office_home", 4, 4), ("authorization", "toy_domains", 4, 4),
 ])
-def test_a_table_plans_every_pair_with_its_reference(tmp_path, scenario, dataset, experiments):
+def test_a_table_plans_every_pair_after_its_shared_reference(tmp_path, scenario, dataset, experiments, sources):
     domains = launch.dataset_domains(dataset)
     pairs = launch.table_pairs(scenario, domains)
     assert len(pairs) == experiments
     specs = launch.run_specs(_plan(tmp_path, scenario, dataset, "vit_b16"), pairs, seeds=(1, 2, 3))
-    assert len(specs) == 2 * 3 * experiments
-    assert len({s.output_dir for s in specs}) == len(specs)
-    for reference, ip in zip(specs[::2], specs[1::2]):
-        a = train.build_parser().parse_args(_argv(reference))
-        b = train.build_parser().parse_args(_argv(ip))
-        assert (a.trainer, b.trainer) == ("CoOp", "IPCLIP")
-        same = ("seed", "source_domains", "target_domains", "dataset_config_file", "root")
-        assert [getattr(a, k) for k in same] == [getattr(b, k) for k in same]
-        assert a.opts[a.opts.index("TRAINER.IPCLIP.SCENARIO") + 1] == scenario
-        folder = b.output_dir.split(os.sep)
+    parsed = {s.output_dir: train.build_parser().parse_args(_argv(s)) for s in specs}
+    ips = [a for a in parsed.values() if a.trainer == "IPCLIP"]
+    references = [a for a in parsed.values() if a.trainer == "CoOp"]
+    # One CoOp reference per source and seed, whatever the number of targets.
+    assert len(ips) == 3 * experiments and len(references) == 3 * sources
+    assert len(parsed) == len(specs)
+    order = [s.output_dir for s in specs]
+    for ip in ips:
+        reference = next(r for r in references
+                         if (r.seed, r.source_domains, r.dataset_config_file) ==
+                         (ip.seed, ip.source_domains, ip.dataset_config_file))
+        assert order.index(reference.output_dir) < order.index(ip.output_dir)
+        assert reference.target_domains == reference.source_domains  # trains on the source alone
+        assert "TRAINER.IPCLIP.SCENARIO" not in reference.opts
+        folder = ip.output_dir.split(os.sep)
         assert folder[-5:-3] == [dataset, "IPCLIP"] and folder[-3] == "vit_b16"
-        expected = (f"{b.source_domains[0]}_{b.target_domains[0]}" if scenario == "target_specified"
-                    else f"{b.source_domains[0]}_{scenario}")
-        assert folder[-2] == expected and folder[-1] == f"seed{b.seed}"
+        expected = (f"{ip.source_domains[0]}_{ip.target_domains[0]}" if scenario == "target_specified"
+                    else f"{ip.source_domains[0]}_{scenario}")
+        assert folder[-2] == expected and folder[-1] == f"seed{ip.seed}"
+        assert ip.opts[ip.opts.index("TRAINER.IPCLIP.SCENARIO") + 1] == scenario
 
 
 def test_runs_get_the_scenario_config_files_and_test_sets(tmp_path):
@@ -103,7 +109,7 @@ def test_statuses_and_the_commands_of_what_is_left(tmp_path, capsys):
     assert launch.main(argv + ["--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "6 runs of target_specified on toy_domains (tiny): 1 done, 1 partial, 1 running, 2 todo, 1 conflict" in out
-    assert f"[conflict] CoOp target_specified photo->sketch seed 2: {specs[2].output_dir}" in out
+    assert f"[conflict] CoOp reference photo seed 2: {specs[2].output_dir}" in out
     # A conflict stops the launch before anything runs.
     assert launch.main(argv) == 2
     assert "another config" in capsys.readouterr().err
@@ -221,6 +227,12 @@ def test_two_workers_give_the_sequential_results(small_toy_root, tiny_clip_cache
                               "--launcher", "gpus", "--workers", "2")) == 0
     assert "2 runs launched: 2 done, 0 failed" in capsys.readouterr().out
     assert len(_finals(sequential)) == 2 and _finals(sequential) == _finals(parallel)
+    # The table pairs the IP-CLIP run with its shared reference (u: the reference's watermarked source).
+    from tools import parse_results as pr
+
+    rows, _ = pr.ip_rows(pr.aggregate(pr.group_runs(pr.load_runs(sequential)))[0])
+    assert len(rows) == 1 and rows[0].scenario == "ownership"
+    assert rows[0].values["a_sl"] is not None and rows[0].values["u_sl"] is not None
 
 
 def test_two_launchers_at_once_never_train_a_folder_twice(small_toy_root, tiny_clip_cache_dir,

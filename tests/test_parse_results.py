@@ -763,3 +763,32 @@ def test_help_states_each_formula_its_source_and_the_roles():
         assert want in line_after(start + " ")[0]
     for value in ("74.84", "55.10", "54.68", "58.78", "53.89", "48.39", "71.3", "53.46", "--compare-paper"):
         assert value in text
+
+
+def test_a_shared_reference_serves_every_target_and_scenario(tmp_path):
+    """tools/launch.py trains one CoOp reference per source and seed (folder <source>), tested on every
+    set: a target-specified group reads its target domain's set as u, an ownership group the
+    watermarked source; a reference of the scenario's own (folder <source>_<scenario>) comes first."""
+    shared = {"authorized": 90, "photo": 90, "sketch": 80, "clipart": 70, "photo_wm": 60, "sketch_wm": 50,
+              "clipart_wm": 40}
+    for seed in (1, 2):
+        write_run(tmp_path, "CoOp", "tiny", "photo", "photo", seed, shared, pair_folder="photo")
+        write_run(tmp_path, "CoOp", "tiny", "photo", "photo", seed, dict(shared, photo_wm=66),
+                  pair_folder="photo_authorization")
+        for target, u in (("sketch", 5), ("clipart", 7)):
+            write_run(tmp_path, "IPCLIP", "tiny", "photo", target, seed, {"authorized": 88, "unauthorized": u},
+                      scenario="target_specified")
+        write_run(tmp_path, "IPCLIP", "tiny", "photo", "photo", seed, {"authorized": 85, "unauthorized": 9},
+                  scenario="ownership", pair_folder="photo_ownership")
+        write_run(tmp_path, "IPCLIP", "tiny", "photo", "photo", seed, dict(shared, photo_wm=80),
+                  scenario="authorization", pair_folder="photo_authorization")
+    summaries, _ = pr.aggregate(pr.group_runs(pr.load_runs(tmp_path)))
+    rows, issues = pr.ip_rows(summaries)
+    assert not [i for i in issues if "reference" in i.problem], issues
+    values = {(r.scenario, r.pair): r.values for r in rows if not r.is_average}
+    assert (values[("target_specified", "photo -> sketch")]["a_sl"],
+            values[("target_specified", "photo -> sketch")]["u_sl"]) == (90, 80)
+    assert values[("target_specified", "photo -> clipart")]["u_sl"] == 70
+    assert (values[("ownership", "photo")]["a_sl"], values[("ownership", "photo")]["u_sl"]) == (90, 60)
+    # authorization: a = photo_wm of its own reference (66), not of the shared one (60)
+    assert values[("authorization", "photo")]["a_sl"] == 66

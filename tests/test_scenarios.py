@@ -43,7 +43,7 @@ def _cfg(*opts, target=("sketch",)):
     cfg.DATASET.SOURCE_DOMAINS = ["photo"]
     cfg.DATASET.TARGET_DOMAINS = list(target)
     cfg.merge_from_list(list(opts))
-    train.apply_scenario_test_sets(cfg)
+    train.apply_scenario(cfg)
     return cfg
 
 
@@ -52,7 +52,7 @@ def test_a_run_without_test_sets_gets_its_scenario_s(name):
     cfg = _cfg("TRAINER.IPCLIP.SCENARIO", name)
     assert tuple(cfg.DATASET.TEST_SETS) == get_scenario(name).test_sets
     # The command-line form gives the same list.
-    explicit = _cfg("TRAINER.IPCLIP.SCENARIO", name, "DATASET.TEST_SETS", cli_test_sets(get_scenario(name)))
+    explicit = _cfg("TRAINER.IPCLIP.SCENARIO", name, "DATASET.TEST_SETS", cli_test_sets(get_scenario(name).test_sets))
     assert tuple(explicit.DATASET.TEST_SETS) == get_scenario(name).test_sets
 
 

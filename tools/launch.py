@@ -6,9 +6,10 @@ with its own output folder, planned here and handed to a launcher (tools/launche
 
 SCENARIO is one of IP-CLIP's scenarios (trainers/ipclip/scenarios.py). Without --pairs the whole
 paper table of the dataset is planned: every ordered domain pair (target_specified) or every source
-domain (the other scenarios). Each IP-CLIP run comes with its CoOp reference (same dataset config,
-source, seed and test sets). Folders: OUTPUT/<dataset>/<trainer>/<config>/<pair folder>/seed<N>, with
-pair folder <source>_<target> or <source>_<scenario> (the scripts' layout, so finished runs are found).
+domain (the other scenarios). Each IP-CLIP run comes with its CoOp reference: trained on the source
+alone, it is one run per source and seed (and dataset config), shared by every target and scenario,
+and tested on every set they read. Folders: OUTPUT/<dataset>/<trainer>/<config>/<folder>/seed<N>,
+with folder <source>_<target> or <source>_<scenario> (IP-CLIP), <source> (the reference).
 
   --dry-run          the table of runs and their status (done / partial / running / todo / conflict)
   --print-commands   one shell command per line for the runs not done, for `xargs -P` or GNU parallel
@@ -38,7 +39,9 @@ if REPO not in sys.path:
 from tools.launchers import (  # noqa: E402
     LAUNCHERS, RunSpec, SlurmOptions, run_local, slurm_executor, submit, summary, wait,
 )
-from trainers.ipclip.scenarios import SCENARIO_NAMES, get_scenario  # noqa: E402
+from trainers.ipclip.scenarios import (  # noqa: E402
+    REFERENCE_TEST_SETS, SCENARIO_NAMES, cli_test_sets, get_scenario,
+)
 
 #: The synthetic benchmark's dataset config and trainer config (tiny CLIP on the CPU).
 TOY_DATASET, TOY_CONFIG = "toy_domains", "tiny"
@@ -87,36 +90,51 @@ def _existing(*candidates):
     return next((c for c in candidates if osp.isfile(osp.join(REPO, c))), candidates[-1])
 
 
+def reference_spec(plan: Plan, scenario, data_cfg: str, source: str, seed: int, opts=()) -> RunSpec:
+    """The CoOp reference of `source` and `seed`: trained on the source alone, so one run serves every
+    target and every scenario that reads the same dataset config, tested on every set they need
+    (REFERENCE_TEST_SETS). Its folder is <source>, or <source>_<scenario> where the scenario has its
+    own dataset config (another watermark)."""
+    own_data = data_cfg != f"configs/datasets/{plan.dataset}.yaml"
+    folder = f"{source}_{scenario.name}" if own_data else source
+    out = osp.join(plan.output, plan.dataset, REFERENCE, plan.config, folder, f"seed{seed}")
+    argv = [
+        "--root", plan.data, "--seed", str(seed), "--trainer", REFERENCE,
+        "--dataset-config-file", data_cfg, "--config-file", f"configs/trainers/{REFERENCE}/{plan.config}.yaml",
+        "--source-domains", source, "--target-domains", source, "--output-dir", out,
+        "DATASET.TEST_SETS", cli_test_sets(REFERENCE_TEST_SETS), *opts,
+    ]
+    shown = f"{source} ({osp.basename(data_cfg)[:-5]})" if own_data else source
+    return RunSpec(f"{REFERENCE} reference {shown} seed {seed}", out, (plan.python, "train.py", *argv))
+
+
 def run_specs(plan: Plan, pairs, seeds, opts=()) -> list[RunSpec]:
-    """The CoOp reference and the IP-CLIP run of every (pair, seed), in that order; `opts`: KEY VALUE
-    pairs added to every run (e.g. a shorter schedule for a smoke test)."""
+    """Every IP-CLIP run of (pair, seed), each after its CoOp reference (reference_spec, shared by
+    the pairs of one source); `opts`: KEY VALUE pairs added to every run (e.g. a shorter schedule
+    for a smoke test)."""
     scenario = get_scenario(plan.scenario)
     data_cfg = _existing(f"configs/datasets/{plan.dataset}_{scenario.name}.yaml",
                          f"configs/datasets/{plan.dataset}.yaml")
-    configs = {
-        REFERENCE: f"configs/trainers/{REFERENCE}/{plan.config}.yaml",
-        IPCLIP: _existing(f"configs/trainers/{IPCLIP}/{plan.config}_{scenario.name}.yaml",
-                          f"configs/trainers/{IPCLIP}/{plan.config}.yaml"),
-    }
-    specs = []
+    ip_config = _existing(f"configs/trainers/{IPCLIP}/{plan.config}_{scenario.name}.yaml",
+                          f"configs/trainers/{IPCLIP}/{plan.config}.yaml")
+    specs: dict[str, RunSpec] = {}
     for source, target in pairs:
         folder = scenario.pair_folder(source, target)
         shown = f"{source}->{target}" if scenario.needs_target else source
         for seed in seeds:
-            for trainer, config_file in configs.items():
-                out = osp.join(plan.output, plan.dataset, trainer, plan.config, folder, f"seed{seed}")
-                argv = [
-                    "--root", plan.data, "--seed", str(seed), "--trainer", trainer,
-                    "--dataset-config-file", data_cfg, "--config-file", config_file,
-                    "--source-domains", source, "--target-domains", target, "--output-dir", out,
-                    "TRAINER.IPCLIP.SCENARIO", scenario.name,
-                ]
-                if trainer == IPCLIP:  # a scenario's own config file is filed under the config name
-                    argv += ["CONFIG_NAME", plan.config]
-                argv += list(opts)
-                specs.append(RunSpec(f"{trainer} {scenario.name} {shown} seed {seed}", out,
-                                     (plan.python, "train.py", *argv)))
-    return specs
+            reference = reference_spec(plan, scenario, data_cfg, source, seed, opts)
+            specs.setdefault(reference.output_dir, reference)
+            out = osp.join(plan.output, plan.dataset, IPCLIP, plan.config, folder, f"seed{seed}")
+            argv = [
+                "--root", plan.data, "--seed", str(seed), "--trainer", IPCLIP,
+                "--dataset-config-file", data_cfg, "--config-file", ip_config,
+                "--source-domains", source, "--target-domains", target, "--output-dir", out,
+                # a scenario's own config file is filed under the config name
+                "TRAINER.IPCLIP.SCENARIO", scenario.name, "CONFIG_NAME", plan.config, *opts,
+            ]
+            specs[out] = RunSpec(f"{IPCLIP} {scenario.name} {shown} seed {seed}", out,
+                                 (plan.python, "train.py", *argv))
+    return list(specs.values())
 
 
 def run_status(spec: RunSpec) -> str:

@@ -54,11 +54,11 @@ class PairBars:
 def pair_bars(pairing: pr.Pairing) -> PairBars:
     """Mean ± std over seeds of the per-seed a and u accuracy (u: mean over its sets first)."""
     a_names, u_names = pairing.roles
-    ref = pairing.reference
+    ref, ref_roles = pairing.reference, pairing.reference_roles
     return PairBars(
         pair=pairing.ip.key.pair,
-        reference_a=pr.role_stats(ref, a_names) if ref else None,
-        reference_u=pr.role_stats(ref, u_names) if ref else None,
+        reference_a=pr.role_stats(ref, ref_roles.authorized) if ref and ref_roles else None,
+        reference_u=pr.role_stats(ref, ref_roles.unauthorized) if ref and ref_roles else None,
         ip_a=pr.role_stats(pairing.ip, a_names),
         ip_u=pr.role_stats(pairing.ip, u_names),
     )

@@ -173,6 +173,10 @@ _C.TRAINER.FIXMATCH.STRONG_TRANSFORMS = ()
 # ---------------------------------------------------------------------------------------------
 # Name of the trainer config that ran (train.py fills it from the --config-file stem); groups runs.
 _C.CONFIG_NAME = ""
+# A free label recorded in results.json (run.tag) for the tools that group runs; the engine gives it
+# no meaning (this project tags IP-CLIP runs with their scenario). Not part of the experiment: a
+# rerun with another tag is the same run.
+_C.RUN_TAG = ""
 # Seed of the train/test split; independent of SEED so that every training seed sees the same split.
 _C.DATASET.SPLIT_SEED = 0
 # Folder of split files <domain>_{train,test}.txt ("relative/path label" per line). Empty: the

@@ -23,7 +23,7 @@ from .run_record import cfg_to_dict, read_results
 #: files live and which hardware runs it.
 IGNORED_KEYS = (
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.CLIP.CACHE_DIR", "USE_CUDA", "VERBOSE",
-    "DATALOADER.NUM_WORKERS",
+    "DATALOADER.NUM_WORKERS", "RUN_TAG",
 )
 #: How many differing keys an error message lists.
 MAX_LISTED = 8

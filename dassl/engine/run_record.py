@@ -37,16 +37,14 @@ def finite_or_none(value):
 
 
 def run_identity(cfg):
-    """The fields that group runs into experiments (dataset, trainer, config, pair, seed)."""
-    ipclip = cfg.TRAINER.get("IPCLIP", None)
-    scenario = ipclip.get("SCENARIO", "") if ipclip is not None else ""
+    """The fields that group runs into experiments (dataset, trainer, config, tag, pair, seed)."""
     return {
         "dataset": cfg.DATASET.NAME,
         "trainer": cfg.TRAINER.NAME,
         "config_name": cfg.CONFIG_NAME,
         "source_domains": list(cfg.DATASET.SOURCE_DOMAINS),
         "target_domains": list(cfg.DATASET.TARGET_DOMAINS),
-        "scenario": scenario,
+        "tag": cfg.RUN_TAG,
         "backbone": cfg.MODEL.BACKBONE.NAME,
         "seed": cfg.SEED,
         "max_epoch": cfg.OPTIM.MAX_EPOCH,

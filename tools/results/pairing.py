@@ -12,7 +12,7 @@ from trainers.ipclip.protocol import (
     authorized_and_unauthorized,
     ip_metrics,
 )
-from trainers.ipclip.scenarios import Roles
+from trainers.ipclip.scenarios import SCENARIOS, Roles
 
 from .aggregate import GroupSummary, Issue, SetStats, mean_std
 from .records import ResultsError
@@ -38,16 +38,27 @@ class IPRow:
 
 
 def pick_reference(ip: GroupSummary, references: list[GroupSummary], reference_config: str | None):
-    """The reference group of the same dataset, pair and scenario, and all candidates considered.
+    """The reference group of an IP-CLIP group, and all candidates considered.
 
-    Several reference configs need a rule: --reference-config, else the one named like the IP-CLIP
-    config, else an error. Runs of the IP group's kind (trained vs eval-only) are preferred.
+    First a reference of the same dataset, pair and scenario (one trained per pair, as the scripts
+    did before); else a shared one (tools/launch.py: trained once per source and seed, tested on
+    every set, in a <source> folder, or <source>_<scenario> where the scenario has its own dataset
+    config). Several reference configs need a rule: --reference-config, else the one named like
+    the IP-CLIP config, else an error. Runs of the IP group's kind (trained vs eval-only) are
+    preferred.
     """
     place = (ip.key.dataset, ip.key.source_domains, ip.key.target_domains, ip.key.table_scenario)
-    candidates = [
+    exact = [
         r for r in references
         if (r.key.dataset, r.key.source_domains, r.key.target_domains, r.key.table_scenario) == place
     ]
+    shared = [
+        r for r in references
+        if r.key.dataset == ip.key.dataset and r.key.source_domains == ip.key.source_domains
+        and r.key.target_domains == r.key.source_domains and not r.key.scenario
+    ]
+    own = [r for r in shared if r.key.folder_scenario == ip.key.table_scenario]
+    candidates = exact or own or [r for r in shared if not r.key.folder_scenario]
     candidates = [r for r in candidates if r.key.eval_only == ip.key.eval_only] or candidates
     if reference_config is not None:
         return next((r for r in candidates if r.key.config_name == reference_config), None), candidates
@@ -65,12 +76,14 @@ def pick_reference(ip: GroupSummary, references: list[GroupSummary], reference_c
 
 @dataclass
 class Pairing:
-    """An IP-CLIP group, its reference (None: there is none), the roles of their sets, and problems."""
+    """An IP-CLIP group, its reference (None: there is none), the roles of their sets (the
+    reference's own names for them: reference_roles), and problems."""
 
     ip: GroupSummary
     reference: GroupSummary | None
     roles: Roles | None
     notes: list[str] = field(default_factory=list)
+    reference_roles: Roles | None = None
 
     @property
     def scenario(self) -> str:
@@ -98,11 +111,16 @@ def pair_with_references(summaries: list[GroupSummary], ip_trainer: str = IP_TRA
             wanted = f" with config '{reference_config}'" if reference_config is not None else ""
             pairing.notes.append(f"no {reference_trainer} reference{wanted} for this pair{have}: "
                                  f"{NEEDS_REFERENCE[scenario]} left blank")
-        else:
-            lacking = [n for n in (roles.authorized + roles.unauthorized if roles else ()) if n not in ref.sets]
-            if lacking:
+        elif roles is not None:
+            definition = SCENARIOS[scenario]
+            names = [definition.reference_names(side, ref.sets, ip.key.source_domains, ip.key.target_domains)
+                     for side in roles]
+            if None in names:
+                lacking = [n for n in roles.authorized + roles.unauthorized if n not in ref.sets]
                 pairing.notes.append(f"reference {ref.key.label()} lacks test set(s) {lacking}: "
                                      f"{NEEDS_REFERENCE[scenario]} left blank")
+            else:
+                pairing.reference_roles = Roles(*names)
             if set(ref.seeds) != set(ip.seeds):
                 pairing.notes.append(f"reference seeds {list(ref.seeds)} differ from IP seeds {list(ip.seeds)}")
         pairings.append(pairing)
@@ -139,8 +157,8 @@ def ip_rows(summaries: list[GroupSummary], ip_trainer: str = IP_TRAINER,
             continue
         a_names, u_names = pairing.roles
         a_sl = u_sl = None
-        if ref is not None:
-            a_sl, u_sl = _mean_of(ref, a_names), _mean_of(ref, u_names)
+        if ref is not None and pairing.reference_roles is not None:
+            a_sl, u_sl = (_mean_of(ref, names) for names in pairing.reference_roles)
             if a_sl is None or u_sl is None:
                 a_sl = u_sl = None
         a_ip, u_ip = _mean_of(ip, a_names), _mean_of(ip, u_names)

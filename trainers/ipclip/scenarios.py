@@ -24,6 +24,12 @@ UNAUTHORIZED_SET = "unauthorized"
 WATERMARKED_SUFFIX = "_wm"
 #: Published means (ViT-B/16, the authors' splits) where the source does not say which dataset.
 ANY_DATASET = "*"
+#: The test sets of a CoOp reference. It trains on the source alone, so one run per (dataset config,
+#: source, seed) serves every scenario's table: these sets cover every role (reference_names).
+REFERENCE_TEST_SETS = (f"{AUTHORIZED_SET}=source", "{domain}=each",
+                       "{domain}" + WATERMARKED_SUFFIX + "=each+watermark")
+#: How a scenario's "unauthorized" set reads in a reference tested on REFERENCE_TEST_SETS.
+UNAUTHORIZED_IN_REFERENCE = ("target", "watermarked_source", "")
 
 
 class Roles(NamedTuple):
@@ -50,6 +56,8 @@ class Scenario:
     needs_reference: str
     #: Published headline means by dataset (ANY_DATASET: the dataset is not stated).
     published: dict = field(default_factory=dict)
+    #: Which sets of a reference stand for its "unauthorized" set (UNAUTHORIZED_IN_REFERENCE).
+    unauthorized_in_reference: str = ""
 
     @property
     def headline(self) -> str:
@@ -64,6 +72,26 @@ class Scenario:
         """The folder naming one experiment: <source>_<target>, or <source>_<scenario> where the
         scenario needs no target (the runs then pass the source as target)."""
         return f"{source}_{target}" if self.needs_target else f"{source}_{self.name}"
+
+    def reference_names(self, names, reference_sets, source_domains=(), target_domains=()):
+        """The sets of a reference run that stand for these sets of the IP-CLIP run: the same name
+        where the reference has it (a reference of this scenario), else, for a shared reference
+        (REFERENCE_TEST_SETS), the target domains' or the watermarked source's sets for
+        "unauthorized". None when the reference lacks one."""
+        stand_in = {
+            "target": tuple(target_domains),
+            "watermarked_source": tuple(f"{d}{WATERMARKED_SUFFIX}" for d in source_domains),
+            "": (),
+        }[self.unauthorized_in_reference]
+        found = []
+        for name in names:
+            if name in reference_sets:
+                found.append(name)
+            elif name == UNAUTHORIZED_SET and stand_in and all(n in reference_sets for n in stand_in):
+                found.extend(stand_in)
+            else:
+                return None
+        return tuple(found)
 
     def roles(self, set_names, source_domains=()) -> Roles | None:
         """Which of `set_names` are "a" and "u" (role_text); None when a set a role needs is missing
@@ -94,6 +122,7 @@ _SCENARIOS = (
         metrics=("w", "d"),
         needs_reference="Drop/W",
         published={"Office31": 74.84, "OfficeHome": 55.10, "miniDomainNet": 54.68},
+        unauthorized_in_reference="target",
     ),
     Scenario(
         "target_free",
@@ -114,6 +143,7 @@ _SCENARIOS = (
         metrics=("o",),
         needs_reference="Drop/O",
         published={ANY_DATASET: 71.3},
+        unauthorized_in_reference="watermarked_source",
     ),
     Scenario(
         "authorization",
@@ -138,6 +168,6 @@ def get_scenario(name: str) -> Scenario:
     return SCENARIOS[name]
 
 
-def cli_test_sets(scenario: Scenario) -> str:
-    """The scenario's test sets as the value of a `DATASET.TEST_SETS` command-line override."""
-    return "[" + ",".join(f"'{item}'" for item in scenario.test_sets) + "]"
+def cli_test_sets(items) -> str:
+    """Test set items (e.g. a scenario's test_sets) as the value of a `DATASET.TEST_SETS` override."""
+    return "[" + ",".join(f"'{item}'" for item in items) + "]"
