@@ -260,3 +260,14 @@ def test_submitit_local_executor_runs_the_synthetic_table(small_toy_root, tiny_c
     # Everything is done now: a second launch submits nothing.
     assert launch.main(argv) == 0
     assert "submitted 0 runs" in capsys.readouterr().out
+
+
+def test_a_preempted_task_requeues_the_same_run():
+    """submitit calls checkpoint() on preemption or timeout and requeues what it returns: the same
+    command, which resumes from the run's last checkpoint (train.py) under the same lock owner."""
+    from tools.launchers import _train_job_class
+
+    job = _train_job_class()()
+    spec = RunSpec("a run", "/nowhere/run", ("python", "train.py"))
+    delayed = job.checkpoint(spec)
+    assert delayed.function is job and delayed.args == (spec,) and not delayed.kwargs
