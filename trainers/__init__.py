@@ -6,7 +6,7 @@ import warnings
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 TRAINER_MODULES = ("trainers.zsclip", "trainers.coop", "trainers.cocoop", "trainers.ipclip.trainer")
-DATASET_MODULES = ("datasets", "trainers.ipclip.transforms")
+DATASET_MODULES = ("datasets", "trainers.ipclip.transforms", "trainers.ipclip.attacks")
 
 
 def register_all():

@@ -55,6 +55,17 @@ def extend_cfg(cfg):
     # worker and epoch) has drawn a strong_style case, every later "clean" draw is strong_style only too.
     cfg.INPUT.AUTH_MIX.STICKY = False
 
+    # ---- Input attacks (trainers/ipclip/attacks/input_attacks.py): pre-transforms an attacker applies
+    # to unauthorized images before inference, named in DATASET.TEST_SETS of an eval-only run. ----
+    cfg.ATTACK = CN()
+    cfg.ATTACK.BLUR_RADIUS = 1.0  # attack_blur: Gaussian radius in pixels
+    cfg.ATTACK.JPEG_QUALITY = 30  # attack_jpeg: 1 (worst) .. 95
+    cfg.ATTACK.MEDIAN_SIZE = 3  # attack_median: odd window side
+    cfg.ATTACK.CROP_FRACTION = 0.8  # attack_crop_resize: central fraction of each side kept
+    # attack_color_match / attack_histogram_match: JSON statistics of a few authorized images
+    # (input_attacks.reference_statistics).
+    cfg.ATTACK.REFERENCE_FILE = ""
+
     # ---- Baselines (trainers/zsclip.py, coop.py, cocoop.py) ----
     # PREC (all three): fp16 (CLIP weights in half, upstream default), fp32, or amp (fp32 weights,
     # float16 autocast + GradScaler). fp16/amp need CUDA; elsewhere they run in fp32 with one warning.
