@@ -62,26 +62,14 @@ def test_runs_get_the_scenario_config_files_and_test_sets(tmp_path):
     assert args.config_file == "configs/trainers/IPCLIP/tiny_ownership.yaml"
     assert args.dataset_config_file == "configs/datasets/toy_domains.yaml"
     train.register_all()
-    cwd = os.getcwd()
-    os.chdir(launch.REPO)
-    try:
-        cfg = train.setup_cfg(args)
-    finally:
-        os.chdir(cwd)
+    cfg = launch.spec_config(spec)
     # No DATASET.TEST_SETS on the command line: train.py gives the scenario's.
     assert list(cfg.DATASET.TEST_SETS) == ["authorized=source", "unauthorized=source+watermark"]
     assert cfg.CONFIG_NAME == "tiny"
 
 
 def _write_results(spec, finished, **changes):
-    args = train.build_parser().parse_args(_argv(spec))
-    cwd = os.getcwd()
-    os.chdir(launch.REPO)
-    try:
-        cfg = train.setup_cfg(args)
-    finally:
-        os.chdir(cwd)
-    config = cfg_to_dict(cfg)
+    config = cfg_to_dict(launch.spec_config(spec))
     for key, value in changes.items():
         node, leaf = key.split(".")
         config[node][leaf] = value

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from test_engine import CrashOnEpoch, TinyLinearTrainer, _argv, tree  # noqa: F401
+from test_engine import CrashOnEpoch, TinyLinearTrainer, _argv, _crash_before_second_epoch, tree  # noqa: F401
 
 
 def _error(capsys):
@@ -43,12 +43,7 @@ def test_a_checkpoint_without_state_dict_names_the_file(tree, tmp_path, capsys):
 
 def test_a_resume_skips_a_checkpoint_without_state_dict(tree, tmp_path, capsys):
     out = tmp_path / "run"
-    TinyLinearTrainer.crash_before_epoch = 1
-    try:
-        with pytest.raises(CrashOnEpoch):
-            train.main(_argv(tree, out))
-    finally:
-        TinyLinearTrainer.crash_before_epoch = None
+    _crash_before_second_epoch(tree, out)
     torch.save({"epoch": 1}, out / "model" / "model.pth.tar-1")
     capsys.readouterr()
     train.main(_argv(tree, out))

@@ -137,9 +137,21 @@ def run_specs(plan: Plan, pairs, seeds, opts=()) -> list[RunSpec]:
     return list(specs.values())
 
 
+def spec_config(spec: RunSpec):
+    """The config train.py builds for a planned run (its paths are relative to the repository)."""
+    import train
+
+    args = train.build_parser().parse_args(list(spec.command[2:]))
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return train.setup_cfg(args)
+    finally:
+        os.chdir(cwd)
+
+
 def run_status(spec: RunSpec) -> str:
     """done / partial / running / todo, or conflict (the folder holds another config's run)."""
-    import train
     from dassl.config import get_cfg_default
     from dassl.engine.run_folder import FINISHED, NEW, RunFolderConflict, check_run_folder
     from dassl.engine.run_lock import lock_holder
@@ -148,15 +160,10 @@ def run_status(spec: RunSpec) -> str:
     folder = spec.output_dir if osp.isabs(spec.output_dir) else osp.join(REPO, spec.output_dir)
     if lock_holder(folder) is not None:
         return "running"
-    args = train.build_parser().parse_args(list(spec.command[2:]))
-    cwd = os.getcwd()
-    os.chdir(REPO)
     try:
-        state = check_run_folder(train.setup_cfg(args), extend_cfg(get_cfg_default()))
+        state = check_run_folder(spec_config(spec), extend_cfg(get_cfg_default()))
     except RunFolderConflict:
         return "conflict"
-    finally:
-        os.chdir(cwd)
     return {FINISHED: "done", NEW: "todo"}.get(state, "partial")
 
 
