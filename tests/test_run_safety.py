@@ -72,6 +72,10 @@ def test_a_requeued_slurm_task_takes_over_its_own_lock(tmp_path, monkeypatch):
     _write_lock(tmp_path / "run", host="node-3", pid=1234, slurm=ids)
     with RunLock(tmp_path / "run"):
         pass
+    # The same task's live process on this host (two launchers inside one job) keeps its lock.
+    _write_lock(tmp_path / "run", host=socket.gethostname(), pid=os.getppid(), slurm=ids)
+    with pytest.raises(RunFolderLocked, match="SLURM job 4242"):
+        RunLock(tmp_path / "run").acquire()
     # Another task of the same array is another run: refused.
     _write_lock(tmp_path / "run", host="node-3", pid=1234, slurm=dict(ids, SLURM_ARRAY_TASK_ID="3"))
     with pytest.raises(RunFolderLocked, match="SLURM job 4242"):

@@ -49,12 +49,13 @@ def _pid_alive(pid):
 
 def is_stale(holder, me):
     """True when the holder of a lock is known to be gone (see the module docstring)."""
-    if holder.get("slurm") and holder.get("slurm") == me["slurm"]:
-        return True  # the same job task, requeued: its earlier attempt is no longer running
-    if holder.get("host") != me["host"]:
-        return False  # cannot look at another machine's processes
     pid = holder.get("pid")
-    return isinstance(pid, int) and pid != me["pid"] and not _pid_alive(pid)
+    same_host = holder.get("host") == me["host"]
+    if same_host:  # this machine's processes can be looked at
+        return isinstance(pid, int) and pid != me["pid"] and not _pid_alive(pid)
+    # Another machine: only a requeued attempt of the same SLURM task knows its earlier one is gone
+    # (two runs of one task on this host are told apart by their pids above).
+    return bool(holder.get("slurm")) and holder.get("slurm") == me["slurm"]
 
 
 def _read(path):
