@@ -233,3 +233,21 @@ def test_release_forms_keep_the_step_free_of_host_syncs(toy_root, tmp_path, rand
     summary = _one_step(trainer)
     assert torch.isfinite(summary["loss"])
     assert trainer.sched.last_epoch == steps + 1
+
+
+def test_standardized_inputs_and_feature_restyle_in_the_guarded_step(toy_root, tmp_path,
+                                                                     random_clip_file):
+    """STATS_NORM authorized is fitted on the authorized stream before the banks are filled (and
+    saved with the learner); FEATURE_RESTYLE re-styles unauthorized images in the same step without
+    a host sync."""
+    trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file,
+                                 "TRAINER.IPCLIP.STATS_NORM", "authorized",
+                                 "TRAINER.IPCLIP.FEATURE_RESTYLE.PROB", "1.0"))
+    standardizer = trainer.model.projector.standardizer
+    assert torch.equal(standardizer.mean, torch.zeros_like(standardizer.mean))
+    trainer.fit_standardizer()
+    trainer.fill_banks()
+    assert standardizer.mean.abs().sum() > 0 and (standardizer.std >= 0.1).all()
+    assert "projector.standardizer.std" in trainer.model.learner.state_dict()
+    summary = _one_step(trainer)
+    assert torch.isfinite(summary["loss"])

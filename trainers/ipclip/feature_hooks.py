@@ -93,7 +93,9 @@ class VisualFeatureTap:
         # ViT blocks output [tokens, B, width] (the pip clip package is sequence-first);
         # ResNet stages output [B, C, H, W].
         self._reduce_dims = (0,) if self.kind == VIT else (2, 3)
+        self._batch_dim = 1 if self.kind == VIT else 0
         self._recording = False
+        self._restyle = None
         self._stats = []
         self._handles = [m.register_forward_hook(self._record) for m in modules]
 
@@ -107,11 +109,18 @@ class VisualFeatureTap:
         return len(self._layer_dims)
 
     def _record(self, module, inputs, output):
-        if self._recording:
-            self._stats.append(channel_stats(output, self._reduce_dims, self.eps, self.eps_on_sum))
+        if not self._recording:
+            return None
+        if self._restyle is not None:  # replaces the layer's output for every later layer
+            output = self._restyle(len(self._stats), output, self._reduce_dims, self._batch_dim)
+        self._stats.append(channel_stats(output, self._reduce_dims, self.eps, self.eps_on_sum))
+        return output
 
-    def tap(self, images):
+    def tap(self, images, restyle=None):
         """images [B, 3, H, W] -> (image_features [B, E], stats: list per layer of (mu, sigma) [B, C_l]).
+
+        restyle: optional callable (layer index, layer output, reduce dims, batch dim) -> output that
+        replaces each tapped layer's output before its statistics are taken (feature_restyle.py).
 
         The encoder is frozen: it always runs without gradient and in eval mode (a ResNet's
         BatchNorm uses its running statistics and never updates them), and its training flag is
@@ -126,12 +135,14 @@ class VisualFeatureTap:
         was_training = self.visual.training
         self._stats = []
         self._recording = True
+        self._restyle = restyle
         try:
             self.visual.eval()
             with torch.no_grad():
                 features = self.visual(images.to(dtype=dtype))
         finally:
             self._recording = False
+            self._restyle = None
             self.visual.train(was_training)
         stats, self._stats = self._stats, []
         self._check(stats, images.shape[0])

@@ -140,7 +140,8 @@ class IPProjector(nn.Module):
     """
 
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
-                 token_init_std=DEFAULT_TOKEN_INIT_STD, token_bound=None, bound_type="coordinate"):
+                 token_init_std=DEFAULT_TOKEN_INIT_STD, token_bound=None, bound_type="coordinate",
+                 standardizer=None):
         super().__init__()
         layer_dims = check_projector_args(type(self).__name__, layer_dims, n_image_tokens, bound_type)
         hidden = hidden or max(text_width // 4, 1)
@@ -150,6 +151,8 @@ class IPProjector(nn.Module):
         self.token_bound = token_bound
         self.bound_type = bound_type
         n_layers = len(layer_dims)
+        # Optional StatsStandardizer (a submodule only when used: older checkpoints stay loadable).
+        self.standardizer = standardizer
 
         # Domain token of layer l from concat(mu_l, log sigma_l).
         self.domain_mlp = PerLayerMLP(layer_dims, 2, hidden, text_width, token_init_std)
@@ -169,10 +172,16 @@ class IPProjector(nn.Module):
         """Tokens between [SOS] and the class name: L domain tokens then M image tokens."""
         return len(self.layer_dims) + self.n_image_tokens
 
+    def squashed(self, stats, standardize=True):
+        """stats -> (mu, log_sigma) [B, L, C_max]: squashed, then standardised if a standardizer is set."""
+        mu, log_sigma = squash_stats(*stack_layer_stats(stats, self.layer_dims))
+        if standardize and self.standardizer is not None:
+            mu, log_sigma = self.standardizer(mu, log_sigma)
+        return mu, log_sigma
+
     def forward(self, stats):
         """stats (list of L (mu, sigma) [B, C_l]) -> (domain_tokens [B, L, D], image_tokens [B, M, D])."""
-        mu, sigma = stack_layer_stats(stats, self.layer_dims)
-        mu, log_sigma = squash_stats(mu, sigma)
+        mu, log_sigma = self.squashed(stats)
         domain_tokens = self.domain_mlp(mu, log_sigma)
         content = self.content_mlp(mu)
         mixing = torch.softmax(self.mix_logits, dim=-1).to(content.dtype)

@@ -14,6 +14,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 
 from ..clip_backbone import load_clip_for_trainer
 from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
+from .feature_restyle import FeatureRestyle
 from .loss import IPCLIPLoss, IPCLIPLossWeights, kl_feature_scale
 from .model import PROJECTOR_FORMS, IPCLIPModel
 from .scenarios import SCENARIO_NAMES, get_scenario
@@ -50,13 +51,17 @@ def trainable_parameters(model, train_branch):
     return learn
 
 
-def training_loss(model, loss_fn, x_a, y_a, x_u, y_u):
+def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     """IP-CLIP's loss on one authorized + one unauthorized batch -> (loss, detached terms).
 
     One forward over both streams: a single image-encoder call and a single text-encoder call.
+    `restyle` (a FeatureRestyle): re-styles a share of the unauthorized images inside the encoder.
     """
-    out = model.encode(torch.cat([x_a, x_u]))
     n = x_a.shape[0]
+    hook = None
+    if restyle is not None and restyle.enabled:
+        hook = restyle.hook(restyle.draw(n, x_u.shape[0], x_a.device))
+    out = model.encode(torch.cat([x_a, x_u]), restyle=hook)
     logits_a, logits_u = out["logits"][:n], out["logits"][n:]
     text_a, text_u = out["text"][:n], out["text"][n:]
     dom_a, dom_u = out["domain_tokens"][:n], out["domain_tokens"][n:]
@@ -110,7 +115,8 @@ class IPCLIP(TrainerXU):
             token_bound_type=icfg.TOKEN_BOUND_TYPE,
             image_token_init=icfg.IMAGE_TOKEN_INIT, domain_token_init=icfg.DOMAIN_TOKEN_INIT,
             projector_form=icfg.PROJECTOR, branch_form=icfg.BRANCH,
-            bank_prototype=icfg.BANK_PROTOTYPE,
+            bank_prototype=icfg.BANK_PROTOTYPE, stats_norm=icfg.STATS_NORM,
+            stats_norm_min_std=icfg.STATS_NORM_MIN_STD, stats_norm_clip=icfg.STATS_NORM_CLIP,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
@@ -118,6 +124,7 @@ class IPCLIP(TrainerXU):
               f"{sum(p.numel() for p in params):,}")
         self.model.to(self.device)
         self.loss_fn = IPCLIPLoss(loss_weights(cfg))
+        self.restyle = FeatureRestyle.from_cfg(icfg.FEATURE_RESTYLE, self.model.tap.num_layers)
         self.optim = build_optimizer(params, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("ip_learner", self.model.learner, self.optim, self.sched)
@@ -126,7 +133,26 @@ class IPCLIP(TrainerXU):
     def before_train(self):
         super().before_train()
         if self.start_epoch == 0:
+            self.fit_standardizer()
             self.fill_banks()
+
+    @torch.no_grad()
+    def fit_standardizer(self):
+        """STATS_NORM authorized: one pass of the image encoder over the authorized stream (test
+        transform) gives the mean and std the projector's inputs are measured against."""
+        standardizer = self.model.projector.standardizer
+        if standardizer is None:
+            return
+        loader, _ = self.streams.bank_loaders()
+        mus, log_sigmas = [], []
+        with autocast(self.prec, self.device):
+            for batch in tqdm(loader, desc="input statistics (authorized)", leave=False):
+                _, stats = self.model.tap.tap(batch["img"].to(self.device))
+                mu, log_sigma = self.model.projector.squashed(stats, standardize=False)
+                mus.append(mu)
+                log_sigmas.append(log_sigma)
+        standardizer.fit(torch.cat(mus), torch.cat(log_sigmas))
+        print(f"Projector inputs standardised by {sum(m.shape[0] for m in mus)} authorized images")
 
     @torch.no_grad()
     def fill_banks(self):
@@ -166,7 +192,7 @@ class IPCLIP(TrainerXU):
         )
 
     def compute_loss(self, x_a, y_a, x_u, y_u):
-        return training_loss(self.model, self.loss_fn, x_a, y_a, x_u, y_u)
+        return training_loss(self.model, self.loss_fn, x_a, y_a, x_u, y_u, self.restyle)
 
     def forward_backward(self, batch_x, batch_u):
         x_a, y_a, x_u, y_u = self.parse_batch_train(batch_x, batch_u)

@@ -1,0 +1,106 @@
+"""What the projector reads: feature-level style randomisation inside the encoder, and the
+standardisation of its inputs by the authorized domain's statistics."""
+import pytest
+import torch
+
+from dassl.config import get_cfg_default
+from dassl.errors import ConfigError
+from trainers.clip_backbone import build_random_clip
+from trainers.config import extend_cfg
+from trainers.ipclip.feature_hooks import VisualFeatureTap, channel_stats
+from trainers.ipclip.feature_restyle import FeatureRestyle
+from trainers.ipclip.model import IPCLIPModel
+from trainers.ipclip.stats_standardizer import StatsStandardizer
+
+
+def restyle_node(**values):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    node = cfg.TRAINER.IPCLIP.FEATURE_RESTYLE
+    node.defrost()
+    for key, value in values.items():
+        node[key] = value
+    return node
+
+
+def images(batch, resolution, seed=0):
+    return torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+
+
+def test_restyle_moves_only_the_chosen_images_and_every_later_layer():
+    clip_model = build_random_clip("tiny-rn")
+    tap = VisualFeatureTap(clip_model.visual)
+    restyle = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, LAYERS=(0,), MU_SHIFT=2.0), tap.num_layers)
+    x = images(6, clip_model.visual.input_resolution)
+    strength = restyle.draw(3, 3, x.device)
+    assert torch.equal(strength[:3], torch.zeros(3)) and (strength[3:] >= 0.5).all()
+    clean_features, clean_stats = tap.tap(x)
+    features, stats = tap.tap(x, restyle.hook(strength))
+    torch.testing.assert_close(features[:3], clean_features[:3])
+    for (mu, sigma), (clean_mu, clean_sigma) in zip(stats, clean_stats):
+        torch.testing.assert_close(mu[:3], clean_mu[:3])
+        torch.testing.assert_close(sigma[:3], clean_sigma[:3])
+    for layer in range(tap.num_layers):  # the restyled layer and the ones after it moved
+        assert not torch.allclose(stats[layer][0][3:], clean_stats[layer][0][3:])
+    assert not torch.allclose(features[3:], clean_features[3:])
+    # the hook is gone after the call: a plain tap gives the clean statistics again
+    torch.testing.assert_close(tap.tap(x)[1][0][0], clean_stats[0][0])
+
+
+def test_restyle_sets_the_drawn_statistics():
+    restyle = FeatureRestyle(prob=1.0, layers=(0,), mu_shift=1.0, sigma_scale=0.5, min_strength=0.0)
+    x = torch.randn(4, 5, 7, 7) * 3 + 1
+    torch.manual_seed(0)
+    out = restyle.apply(x, torch.tensor([0.0, 1.0, 1.0, 1.0]), (2, 3), 0)
+    torch.manual_seed(0)
+    var, mu = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+    sigma = (var + 1e-5).sqrt()
+    e1 = torch.randn_like(mu)
+    e2 = torch.randn_like(sigma)
+    new_mu, new_sigma = channel_stats(out, (2, 3))
+    torch.testing.assert_close(out[0], x[0])
+    torch.testing.assert_close(new_mu[1:], (mu + e1 * sigma).flatten(1)[1:], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(new_sigma[1:], (sigma * torch.exp(0.5 * e2)).flatten(1)[1:],
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_restyle_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.LAYERS"):
+        FeatureRestyle.from_cfg(restyle_node(LAYERS=(4,)), 4)
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.PROB"):
+        FeatureRestyle.from_cfg(restyle_node(PROB=1.5), 4)
+    assert not FeatureRestyle.from_cfg(restyle_node(PROB=0.0), 4).enabled
+
+
+def test_standardizer_fits_the_authorized_statistics():
+    std = StatsStandardizer(n_layers=2, width=3, min_std=0.1, clip=0.0)
+    mu = torch.randn(50, 2, 3) * 4 + 2
+    log_sigma = torch.randn(50, 2, 3) * 0.01  # below the floor
+    std.fit(mu, log_sigma)
+    z_mu, z_sigma = std(mu, log_sigma)
+    torch.testing.assert_close(z_mu.mean(0), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z_mu.std(0), torch.ones(2, 3), atol=1e-5, rtol=0)
+    assert z_sigma.abs().max() < 0.5  # std floored at 0.1, not blown up
+    clipped = StatsStandardizer(2, 3, min_std=0.1, clip=2.0)
+    clipped.fit(mu, log_sigma)
+    assert clipped(mu * 100, log_sigma)[0].abs().max() <= 2.0
+
+
+def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
+    clip_model = build_random_clip("tiny-rn")
+    kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
+    model = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", **kwargs)
+    x = images(8, clip_model.visual.input_resolution)
+    before = model.encode(x)["domain_tokens"]
+    _, stats = model.tap.tap(x)
+    model.projector.standardizer.fit(*model.projector.squashed(stats, standardize=False))
+    after = model.encode(x)["domain_tokens"]
+    assert not torch.allclose(before, after)
+    keys = model.learner.state_dict().keys()
+    assert "projector.standardizer.mean" in keys and "projector.standardizer.std" in keys
+    plain = IPCLIPModel(clip_model, ["cat", "dog"], **kwargs)
+    assert not any("standardizer" in key for key in plain.learner.state_dict())
+    with pytest.raises(ConfigError, match="STATS_NORM"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm="batch", **kwargs)
+    with pytest.raises(ConfigError, match="PROJECTOR ours only"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", projector_form="release", **kwargs)

@@ -1,0 +1,93 @@
+"""Feature-level style randomisation: unseen domains synthesised inside the frozen image encoder.
+
+Target-free protection must refuse domains it never sees. Its pixel stand-in (strong_style) only
+reaches the styles its op list can paint, and which real domains those happen to cover changes with
+the source, the seed and the CLIP weights. IP-CLIP reads an image's style from its layers' channel
+statistics, so the stand-in can act there directly: for a share of the unauthorized images, the
+output of the chosen encoder layers is re-styled AdaIN-wise (each channel's mean shifted and its
+spread rescaled by random amounts), and every later layer, the statistics the projector reads and
+the image feature all follow, as they would for an image of a new domain.
+
+Per image, a strength s ~ U(MIN_STRENGTH, 1) and per channel e1, e2 ~ N(0, 1):
+    mu' = mu + s * MU_SHIFT * e1 * sigma,   sigma' = sigma * exp(s * SIGMA_SCALE * e2)
+    x'  = (x - mu) / sigma * sigma' + mu'
+Shifts are in units of the channel's own spread, so one setting means the same on any backbone.
+"""
+import numbers
+
+import torch
+
+from dassl.errors import ConfigError
+
+from .feature_hooks import DEFAULT_STATS_EPS
+
+
+def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"):
+    """Validated settings of a FEATURE_RESTYLE config node -> dict; `num_layers` tapped layers."""
+    def number(name, low, high=None):
+        value = node[name]
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not ok or value < low or (high is not None and value > high):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise ConfigError(f"{key}.{name} must be a number {bound}; got {value!r}")
+        return float(value)
+
+    layers = node.LAYERS
+    valid = (isinstance(layers, (list, tuple)) and len(layers) > 0
+             and all(isinstance(i, numbers.Integral) and not isinstance(i, bool)
+                     and 0 <= i < num_layers for i in layers))
+    if not valid:
+        raise ConfigError(f"{key}.LAYERS must be a non-empty list of tapped-layer indices in "
+                          f"[0, {num_layers - 1}] (this encoder has {num_layers} tapped layers), "
+                          f"e.g. (0,); got {layers!r}")
+    return dict(prob=number("PROB", 0.0, 1.0), layers=tuple(int(i) for i in layers),
+                mu_shift=number("MU_SHIFT", 0.0), sigma_scale=number("SIGMA_SCALE", 0.0),
+                min_strength=number("MIN_STRENGTH", 0.0, 1.0))
+
+
+class FeatureRestyle:
+    """Draws which images of a batch are re-styled and re-styles their features in the encoder."""
+
+    def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength):
+        self.prob = prob
+        self.layers = frozenset(layers)
+        self.mu_shift = mu_shift
+        self.sigma_scale = sigma_scale
+        self.min_strength = min_strength
+
+    @classmethod
+    def from_cfg(cls, node, num_layers):
+        return cls(**check_feature_restyle(node, num_layers))
+
+    @property
+    def enabled(self):
+        return self.prob > 0 and (self.mu_shift > 0 or self.sigma_scale > 0)
+
+    def draw(self, n_clean, n_candidates, device):
+        """Per-image strength [n_clean + n_candidates]: 0 for the first n_clean images (never
+        re-styled), U(MIN_STRENGTH, 1) for each candidate drawn with probability PROB, else 0."""
+        chosen = torch.rand(n_candidates, device=device) < self.prob
+        strength = self.min_strength + (1 - self.min_strength) * torch.rand(n_candidates, device=device)
+        return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
+
+    def hook(self, strength):
+        """A `VisualFeatureTap` restyle callable for one batch of per-image strengths [B]."""
+        def restyle(layer, x, reduce_dims, batch_dim):
+            if layer not in self.layers:
+                return x
+            return self.apply(x, strength, reduce_dims, batch_dim)
+
+        return restyle
+
+    def apply(self, x, strength, reduce_dims, batch_dim):
+        """x with each image's channel statistics (over `reduce_dims`) perturbed by its strength;
+        images of strength 0 come back unchanged."""
+        xf = x.float()
+        var, mu = torch.var_mean(xf, dim=reduce_dims, correction=0, keepdim=True)
+        sigma = var.add(DEFAULT_STATS_EPS).sqrt()
+        shape = [1] * x.dim()
+        shape[batch_dim] = -1
+        s = strength.to(xf).view(shape)
+        shifted = mu + s * self.mu_shift * torch.randn_like(mu) * sigma
+        scale = torch.exp(s * self.sigma_scale * torch.randn_like(sigma))
+        return ((xf - mu) * scale + shifted).to(x.dtype)
