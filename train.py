@@ -1,7 +1,7 @@
 """Train or evaluate one run: upstream Dassl/CoOp CLI, then `KEY VALUE` config overrides.
 
-Config order: engine defaults -> project keys (trainers/config.py) -> --dataset-config-file ->
---config-file -> CLI flags -> trailing KEY VALUE pairs -> freeze.
+Config order: engine defaults -> project keys (trainers/config.py) -> --run-config (the config another
+run recorded) -> --dataset-config-file -> --config-file -> CLI flags -> trailing KEY VALUE pairs -> freeze.
 """
 import argparse
 import os
@@ -9,9 +9,11 @@ import sys
 
 import torch
 import yaml
+from yacs.config import CfgNode
 
 from dassl.config import get_cfg_default, merge_config_file
 from dassl.engine import build_trainer
+from dassl.engine.run_record import read_results
 from dassl.engine.run_folder import FINISHED, check_run_folder, clean_temporary_files
 from dassl.engine.run_lock import RunLock
 from dassl.errors import ConfigError, MissingFileError, UserError, user_message
@@ -22,6 +24,8 @@ from trainers.ipclip.scenarios import get_scenario
 
 #: The trainer whose runs carry their scenario as RUN_TAG.
 IPCLIP_TRAINER = "IPCLIP"
+#: Recorded keys --run-config leaves out: where that run wrote and resumed from is not this run's.
+RUN_CONFIG_DROPPED = ("OUTPUT_DIR", "RESUME")
 
 
 def print_args(args, cfg):
@@ -78,9 +82,31 @@ def _yacs_message(err):
     return f"{text} (every key and its type: trainers/config.py, dassl/config/defaults.py, README config table)"
 
 
+def merge_run_config(cfg, run_dir, output_dir):
+    """Merge the config the run in `run_dir` recorded (its results.json), so that an attack on it (or a
+    re-evaluation) builds the very model and data that run used; its own output goes elsewhere."""
+    record = read_results(run_dir)
+    if record is None or not isinstance(record.get("config"), dict):
+        raise MissingFileError(f"--run-config {run_dir!r}: no results.json with a recorded config there; pass "
+                               "the output folder of a run made by train.py")
+    if not output_dir:
+        raise ConfigError(f"--run-config {run_dir!r} needs --output-dir: this run writes into its own folder, "
+                          "never into the recorded run's (e.g. RUN/attacks/<attack>)")
+    if os.path.realpath(output_dir) == os.path.realpath(run_dir):
+        raise ConfigError(f"--output-dir is the folder of the run --run-config reads ({run_dir!r}); give this "
+                          "run its own folder, e.g. RUN/attacks/<attack>")
+    recorded = {k: v for k, v in record["config"].items() if k not in RUN_CONFIG_DROPPED}
+    try:
+        cfg.merge_from_other_cfg(CfgNode(recorded))
+    except (ValueError, KeyError, AssertionError) as err:  # yacs: a key this version lacks, a type
+        raise ConfigError(f"--run-config {run_dir!r}: {_yacs_message(err)}") from err
+
+
 def setup_cfg(args):
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    if args.run_config:
+        merge_run_config(cfg, args.run_config, args.output_dir)
     if args.dataset_config_file:
         _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     if args.config_file:
@@ -126,6 +152,9 @@ def build_parser():
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="trainer config file")
     parser.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
+    parser.add_argument("--run-config", type=str, default="",
+                        help="start from the config recorded by the run in this folder (its results.json), "
+                             "e.g. to attack that run; needs --output-dir")
     parser.add_argument("--trainer", type=str, default="", help="name of trainer")
     parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
     parser.add_argument("--head", type=str, default="", help="name of head")

@@ -33,6 +33,9 @@ def extend_cfg(cfg):
     cfg.INPUT.WATERMARK.COLOR = (255, 255, 255)
     # Opacity in (0, 1]: 1 paints COLOR (the release); lower blends it over the pixels (a fainter mark).
     cfg.INPUT.WATERMARK.ALPHA = 1.0
+    # (rows, columns) the pattern is shifted by: its lines go through row OFFSET[0] and column
+    # OFFSET[1] (mod PERIOD); (0, 0) is the mark as it always was. A forger's wrong position.
+    cfg.INPUT.WATERMARK.OFFSET = (0, 0)
     # "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
     # strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.
     cfg.INPUT.STRONG_STYLE = CN()
@@ -65,6 +68,35 @@ def extend_cfg(cfg):
     # attack_color_match / attack_histogram_match: JSON statistics of a few authorized images
     # (input_attacks.reference_statistics).
     cfg.ATTACK.REFERENCE_FILE = ""
+    # Seed of every draw of the attacker's own images (the fine-tuning shots, the transplant donors),
+    # independent of SEED; tools/attack.py gives each protected seed its own draw (this = the run's SEED).
+    cfg.ATTACK.DATA_SEED = 0
+    # Fine-tuning attack (trainers/ipclip/attacks/finetune.py, trainer IPCLIPFinetuneAttack) and its
+    # from-scratch baseline (attacks/kshot_coop.py, trainer KShotCoOp): SHOTS labelled images per
+    # class of each unauthorized domain's TRAIN split (the scenario's attacker_data), EPOCHS epochs
+    # over them; the attack starts from the protected run in MODEL_DIR (checkpoint LOAD_EPOCH, 0: the
+    # run's OPTIM.MAX_EPOCH, its final model) and trains its IP projector at LR (0: the run's OPTIM.LR).
+    cfg.ATTACK.FINETUNE = CN()
+    cfg.ATTACK.FINETUNE.SHOTS = 4
+    cfg.ATTACK.FINETUNE.EPOCHS = 20
+    cfg.ATTACK.FINETUNE.LR = 0.0
+    cfg.ATTACK.FINETUNE.MODEL_DIR = ""
+    cfg.ATTACK.FINETUNE.LOAD_EPOCH = 0
+    # Style transplant (attacks/style_transplant.py, eval-only trainer IPCLIPStyleTransplant): the
+    # domain tokens of every test image are replaced by those of SHOTS unlabelled authorized train
+    # images; MODE "mean" (their mean token) or "each" (every donor in turn, accuracy averaged).
+    cfg.ATTACK.TRANSPLANT = CN()
+    cfg.ATTACK.TRANSPLANT.SHOTS = 4
+    cfg.ATTACK.TRANSPLANT.MODE = "mean"
+    # Watermark forgery (attacks/watermark_forgery.py, pre-transform "forged_watermark"): the owner's
+    # mark (INPUT.WATERMARK) with these settings replaced; an unset one ("", 0, 0.0, ()) keeps the
+    # owner's. A forged key must paint other pixels than the owner's (else it is refused).
+    cfg.ATTACK.FORGERY = CN()
+    cfg.ATTACK.FORGERY.PATTERN = ""
+    cfg.ATTACK.FORGERY.PERIOD = 0
+    cfg.ATTACK.FORGERY.COLOR = ()
+    cfg.ATTACK.FORGERY.ALPHA = 0.0
+    cfg.ATTACK.FORGERY.OFFSET = ()
 
     # ---- Baselines (trainers/zsclip.py, coop.py, cocoop.py) ----
     # PREC (all three): fp16 (CLIP weights in half, upstream default), fp32, or amp (fp32 weights,
@@ -117,6 +149,24 @@ def extend_cfg(cfg):
     ip.BRANCH_HIDDEN = 0
     # Encode the B x C prompts in chunks of this many (0: one call); a memory cap for large C.
     ip.TEXT_CHUNK_SIZE = 0
+    # Projector inputs: "none" (the squashed statistics as they are) or "authorized" (each layer's
+    # and channel's statistic standardised by the authorized stream's mean and std, fitted in one pass
+    # before training; std floored at STATS_NORM_MIN_STD, result softly clipped to +-STATS_NORM_CLIP,
+    # 0: no clip). PROJECTOR ours only.
+    ip.STATS_NORM = "none"
+    ip.STATS_NORM_MIN_STD = 0.1
+    ip.STATS_NORM_CLIP = 5.0
+    # Feature-level style randomisation (trainers/ipclip/feature_restyle.py): a share PROB of the
+    # unauthorized images is re-styled inside the image encoder, at the output of the tapped layers
+    # LAYERS (indices from 0): per image a strength s ~ U(MIN_STRENGTH, 1), per channel the mean
+    # shifted by s*MU_SHIFT*N(0,1) channel sigmas and the sigma scaled by exp(s*SIGMA_SCALE*N(0,1)).
+    # PROB 0: off (the release has no such stream).
+    ip.FEATURE_RESTYLE = CN()
+    ip.FEATURE_RESTYLE.PROB = 0.0
+    ip.FEATURE_RESTYLE.LAYERS = (0,)
+    ip.FEATURE_RESTYLE.MU_SHIFT = 1.0
+    ip.FEATURE_RESTYLE.SIGMA_SCALE = 0.5
+    ip.FEATURE_RESTYLE.MIN_STRENGTH = 0.5
     # ---- Release fidelity (docs/method.md): each key's other value reproduces the release ----
     # IP projector and prompt layout: "ours" (per-layer MLPs of (asinh mu, log sigma), M distinct
     # image tokens, prompt [SOS][L domain][M image]) or "release" (domain token = two linear maps of

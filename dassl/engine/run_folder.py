@@ -24,6 +24,8 @@ from .run_record import cfg_to_dict, read_results
 IGNORED_KEYS = (
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.CLIP.CACHE_DIR", "USE_CUDA", "VERBOSE",
     "DATALOADER.NUM_WORKERS", "RUN_TAG",
+    # an attack's inputs that live in a results tree (tools/attack.py): the tree may be moved
+    "ATTACK.FINETUNE.MODEL_DIR", "ATTACK.REFERENCE_FILE",
 )
 #: How many differing keys an error message lists.
 MAX_LISTED = 8

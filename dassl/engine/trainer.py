@@ -106,6 +106,13 @@ class TrainerBase:
         self._optims[name] = optim
         self._scheds[name] = sched
 
+    def replace_optim(self, name, optim, sched=None):
+        """Give the registered model `name` another optimizer and scheduler (a subclass that trains
+        on its own schedule, e.g. an attack on a trained model, after its parent's build_model)."""
+        self.get_model_names(name)  # a registered name, or an error listing them
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
     def get_model_names(self, names=None):
         names_real = list(self._models.keys())
         if names is None:

@@ -13,6 +13,8 @@ from dassl.engine.run_record import FORMAT_VERSION as SUPPORTED_FORMAT
 from trainers.ipclip.scenarios import DEFAULT_SCENARIO, SCENARIO_NAMES
 
 LOG_FILE = "log.txt"
+#: Attacks on a run write their own runs under <run>/attacks/<attack>/ (tools/attack.py reads them).
+ATTACKS_FOLDER = "attacks"
 
 
 class ResultsError(Exception):
@@ -202,13 +204,23 @@ def read_results_file(path: Path) -> Run:
     return run_from_results(data, path)
 
 
-def load_runs(root: str | Path, from_logs: bool = False) -> list[Run]:
-    """Every run below root; with from_logs, folders without results.json are read from log.txt."""
+def is_attack_record(path: Path) -> bool:
+    """Whether a results.json is an attack's on another run (<run>/attacks/<attack>/results.json)."""
+    path = Path(path)
+    return (len(path.parents) > 2 and path.parents[1].name == ATTACKS_FOLDER
+            and (path.parents[2] / RESULTS_FILE).is_file())
+
+
+def load_runs(root: str | Path, from_logs: bool = False, include_attacks: bool = False) -> list[Run]:
+    """Every run below root; with from_logs, folders without results.json are read from log.txt.
+    Attacks on runs (is_attack_record) are left out unless include_attacks: they are no experiment
+    of their own, and their eval-only records would share a group and seed with each other."""
     root = Path(root)
     if not root.is_dir():
         raise ResultsError(f"output root {root} is not a folder; pass the OUTPUT_ROOT your runs wrote to.")
     result_files = sorted(root.rglob(RESULTS_FILE))
-    runs = [read_results_file(p) for p in result_files if p.is_file()]
+    runs = [read_results_file(p) for p in result_files
+            if p.is_file() and (include_attacks or not is_attack_record(p))]
     if from_logs:
         covered = {p.parent for p in result_files}
         logs = sorted(p for p in root.rglob(LOG_FILE) if p.is_file() and p.parent not in covered)

@@ -18,6 +18,7 @@ from ..text_encoder import TextEncoder
 from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
 from .ip_projector import IPProjector
 from .ip_projector_release import ReleaseIPProjector
+from .stats_standardizer import STATS_NORMS, StatsStandardizer
 from .style_bank import IPStyleBanks
 from .style_branch import build_style_branch
 
@@ -39,12 +40,19 @@ class IPCLIPModel(nn.Module):
     def __init__(self, clip_model, classnames, n_image_tokens, projector_hidden, bank_size,
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
-                 branch_form="ours", bank_prototype="filled_slots"):
+                 branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
+                 stats_norm_min_std=0.1, stats_norm_clip=5.0):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
             raise ConfigError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
                               f"got {projector_form!r}")
         release_projector = projector_form == "release"
+        if stats_norm not in STATS_NORMS:
+            raise ConfigError(f"TRAINER.IPCLIP.STATS_NORM must be one of {', '.join(STATS_NORMS)}, "
+                              f"got {stats_norm!r}")
+        if release_projector and stats_norm != "none":
+            raise ConfigError("TRAINER.IPCLIP.STATS_NORM applies to PROJECTOR ours only (the "
+                              "release's projector reads the raw statistics); set STATS_NORM none.")
         self.clip_model = clip_model
         # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
         self.tap = (VisualFeatureTap(clip_model.visual, eps=RELEASE_SIGMA_SUM_EPS, eps_on_sum=True)
@@ -55,11 +63,16 @@ class IPCLIPModel(nn.Module):
         # coordinate RMS for a coordinate bound, their mean norm for a norm bound.
         words = clip_model.token_embedding.weight.detach().float()
         unit = words.pow(2).mean().sqrt() if token_bound_type == "coordinate" else words.norm(dim=1).mean()
-        projector_cls = ReleaseIPProjector if release_projector else IPProjector
-        projector = projector_cls(self.tap.layer_dims, text_width, n_image_tokens=n_image_tokens,
-                                  hidden=projector_hidden or None,
-                                  token_bound=float(token_bound * unit) or None,
-                                  bound_type=token_bound_type)
+        kwargs = dict(n_image_tokens=n_image_tokens, hidden=projector_hidden or None,
+                      token_bound=float(token_bound * unit) or None, bound_type=token_bound_type)
+        if release_projector:
+            projector = ReleaseIPProjector(self.tap.layer_dims, text_width, **kwargs)
+        else:
+            standardizer = (StatsStandardizer(self.tap.num_layers, max(self.tap.layer_dims),
+                                              stats_norm_min_std, stats_norm_clip)
+                            if stats_norm == "authorized" else None)
+            projector = IPProjector(self.tap.layer_dims, text_width, standardizer=standardizer,
+                                    **kwargs)
         if image_token_init:
             projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
         if domain_token_init:
@@ -87,17 +100,24 @@ class IPCLIPModel(nn.Module):
     def logit_scale(self):
         return self.clip_model.logit_scale.exp()
 
-    def encode(self, images):
+    def encode(self, images, restyle=None):
         """images [B, 3, H, W] -> dict of logits [B, C], image [B, E], text [B, C, E] (both
-        L2-normalised) and domain tokens [B, L, D]."""
-        image_features, stats = self.tap.tap(images)
+        L2-normalised) and domain tokens [B, L, D]. `restyle`: see VisualFeatureTap.tap."""
+        image_features, stats = self.tap.tap(images, restyle)
         context = self.projector.context(stats)
-        domain_tokens = context[:, :self.projector.n_domain_tokens]
+        out = self.score_context(image_features, context)
+        out["domain_tokens"] = context[:, :self.projector.n_domain_tokens]
+        return out
+
+    def score_context(self, image_features, context):
+        """Image features [B, E'] and each image's prompt context [B, n_ctx, D] -> dict of logits
+        [B, C], image [B, E] and text [B, C, E] (both L2-normalised). encode's second half, on its
+        own for contexts assembled elsewhere (the style-transplant attack)."""
         prompts = self.template.assemble(context, per_instance=True)  # [B, C, L, D]
         text = F.normalize(self.encode_prompts(prompts).float(), dim=-1)
         image = F.normalize(image_features.float(), dim=-1)
         logits = self.logit_scale() * torch.einsum("be,bce->bc", image, text)
-        return {"logits": logits, "image": image, "text": text, "domain_tokens": domain_tokens}
+        return {"logits": logits, "image": image, "text": text}
 
     def encode_prompts(self, prompts):
         """[B, C, L, D] prompt embeddings -> [B, C, E] text features, in ONE text-encoder call over

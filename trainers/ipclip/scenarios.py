@@ -18,6 +18,12 @@ from dassl.errors import ConfigError
 # pre_transforms: registered image-level transforms (dassl.data.transforms.PRE_TRANSFORM_REGISTRY)
 # applied at the original resolution before the usual train transform.
 StreamSpec = namedtuple("StreamSpec", ["split", "pre_transforms"])
+# The unauthorized data an attacker holds a few labelled images of (the fine-tuning attack,
+# trainers/ipclip/attacks/): the domains whose TRAIN split they come from ("target": the run's target
+# domains, "source", "others": every domain but the source, "all": every domain) and the
+# pre-transforms that make those images unauthorized.
+AttackerData = namedtuple("AttackerData", ["domains", "pre_transforms"])
+ATTACKER_DOMAINS = ("target", "source", "others", "all")
 
 AUTHORIZED_SET = "authorized"
 UNAUTHORIZED_SET = "unauthorized"
@@ -58,6 +64,8 @@ class Scenario:
     published: dict = field(default_factory=dict)
     #: Which sets of a reference stand for its "unauthorized" set (UNAUTHORIZED_IN_REFERENCE).
     unauthorized_in_reference: str = ""
+    #: What an attacker who wants the model on unauthorized inputs labels a few of (AttackerData).
+    attacker_data: AttackerData = AttackerData("target", ())
 
     @property
     def headline(self) -> str:
@@ -133,6 +141,8 @@ _SCENARIOS = (
         metrics=("w", "d"),
         needs_reference="Drop/W",
         published={ANY_DATASET: 53.46},
+        # any other domain is unauthorized: the attacker labels a few images of each
+        attacker_data=AttackerData("others", ()),
     ),
     Scenario(
         "ownership",
@@ -144,6 +154,8 @@ _SCENARIOS = (
         needs_reference="Drop/O",
         published={ANY_DATASET: 71.3},
         unauthorized_in_reference="watermarked_source",
+        # a thief wants the model to work on marked images too, which defeats the owner's proof
+        attacker_data=AttackerData("source", ("watermark",)),
     ),
     Scenario(
         "authorization",
@@ -154,6 +166,8 @@ _SCENARIOS = (
         metrics=("d",),
         needs_reference="Drop (D needs none)",
         published={"Office31": 58.78, "OfficeHome": 53.89, "miniDomainNet": 48.39},
+        # use without a licence: clean images of every domain
+        attacker_data=AttackerData("all", ()),
     ),
 )
 SCENARIOS = {s.name: s for s in _SCENARIOS}

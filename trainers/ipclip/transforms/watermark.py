@@ -7,6 +7,9 @@ config can pick one (`INPUT.WATERMARK.PATTERN`); the default `grid` is the relea
 `INPUT.WATERMARK.ALPHA` is the mark's opacity: 1 paints the colour (the release), a lower value blends
 it in, for a mark a small or low-resolution CLIP can still see through (a faint mark still separates
 marked from clean images, yet leaves the object recognisable to a model that was not taught to refuse).
+`INPUT.WATERMARK.OFFSET` shifts the pattern by (rows, columns): (0, 0) is the mark as it always was;
+a forger who knows the pattern but not its position (trainers/ipclip/attacks/watermark_forgery.py)
+paints a shifted one.
 """
 import numbers
 
@@ -16,12 +19,16 @@ from PIL import Image
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
 from dassl.errors import ConfigError
 
-__all__ = ["WATERMARK_PATTERNS", "watermark_mask", "apply_watermark", "watermark"]
+__all__ = ["WATERMARK_PATTERNS", "check_watermark_settings", "watermark_mask", "apply_watermark",
+           "watermark"]
 
 WHITE = (255, 255, 255)
 
-# name -> function (height, width, period) -> bool array [height, width], True where the mark goes.
+# name -> function (height, width, period, offset) -> bool array [height, width], True where the
+# mark goes; offset = (rows, columns) the lines are shifted by.
 WATERMARK_PATTERNS = {}
+#: The mark's position when none is given: its lines go through row 0 and column 0.
+NO_OFFSET = (0, 0)
 
 
 def _pattern(name):
@@ -33,17 +40,18 @@ def _pattern(name):
 
 
 @_pattern("grid")
-def _grid(height, width, period):
+def _grid(height, width, period, offset=NO_OFFSET):
     """Every `period`-th row and every `period`-th column (period 2: 75 % of the pixels)."""
-    on_row = np.arange(height) % period == 0
-    on_col = np.arange(width) % period == 0
+    on_row = (np.arange(height) - offset[0]) % period == 0
+    on_col = (np.arange(width) - offset[1]) % period == 0
     return np.logical_or.outer(on_row, on_col)
 
 
 @_pattern("stripes")
-def _stripes(height, width, period):
-    """Every `period`-th row (horizontal lines; period 2: 50 % of the pixels)."""
-    on_row = np.arange(height) % period == 0
+def _stripes(height, width, period, offset=NO_OFFSET):
+    """Every `period`-th row (horizontal lines; period 2: 50 % of the pixels); the column offset
+    moves nothing."""
+    on_row = (np.arange(height) - offset[0]) % period == 0
     return np.broadcast_to(on_row[:, None], (height, width))
 
 
@@ -64,7 +72,21 @@ def check_rgb(value, key):
     return tuple(int(v) for v in value)
 
 
-def _check_settings(pattern, period, color, alpha=1.0, prefix=""):
+def check_offset(value, key):
+    """`value` as a tuple of 2 non-negative ints (rows, columns); `key` names the setting."""
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(_is_int(v) and v >= 0 for v in value)
+    ):
+        raise ConfigError(f"{key} must be 2 integers >= 0 (rows, columns the mark is shifted by), e.g. "
+                          f"(0, 0); got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def check_watermark_settings(pattern, period, color, alpha=1.0, prefix="", offset=NO_OFFSET):
+    """(pattern, period, color, alpha, offset) checked and normalised; `prefix` names the settings'
+    config node in the errors (e.g. "INPUT.WATERMARK.")."""
     if pattern not in WATERMARK_PATTERNS:
         raise ConfigError(
             f'{prefix}PATTERN "{pattern}" is not a known watermark pattern; '
@@ -75,13 +97,14 @@ def _check_settings(pattern, period, color, alpha=1.0, prefix=""):
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < alpha <= 1.0:
         raise ConfigError(f"{prefix}ALPHA must be a number in (0, 1] (the watermark's opacity, 1: opaque); "
                           f"got {alpha!r}")
-    return pattern, int(period), check_rgb(color, f"{prefix}COLOR"), float(alpha)
+    return (pattern, int(period), check_rgb(color, f"{prefix}COLOR"), float(alpha),
+            check_offset(offset, f"{prefix}OFFSET"))
 
 
-def watermark_mask(pattern, height, width, period=2):
+def watermark_mask(pattern, height, width, period=2, offset=NO_OFFSET):
     """Boolean array [height, width]: True on the pixels `pattern` paints."""
-    pattern, period, _, _ = _check_settings(pattern, period, WHITE)
-    return WATERMARK_PATTERNS[pattern](height, width, period)
+    pattern, period, _, _, offset = check_watermark_settings(pattern, period, WHITE, offset=offset)
+    return WATERMARK_PATTERNS[pattern](height, width, period, offset)
 
 
 def _blend(values, fill, alpha):
@@ -104,10 +127,12 @@ def _paint(img, mask, color, alpha):
     return Image.fromarray(pixels)
 
 
-def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0):
-    """`img` with the pattern painted in `color` at opacity `alpha`; same size and mode."""
-    pattern, period, color, alpha = _check_settings(pattern, period, color, alpha)
-    mask = WATERMARK_PATTERNS[pattern](img.height, img.width, period)
+def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0, offset=NO_OFFSET):
+    """`img` with the pattern (shifted by `offset`) painted in `color` at opacity `alpha`; same
+    size and mode."""
+    pattern, period, color, alpha, offset = check_watermark_settings(pattern, period, color, alpha,
+                                                                     offset=offset)
+    mask = WATERMARK_PATTERNS[pattern](img.height, img.width, period, offset)
     if img.mode in ("RGB", "RGBA", "L"):
         return _paint(img, mask, color, alpha)
     return _paint(img.convert("RGB"), mask, color, alpha).convert(img.mode)
@@ -117,19 +142,20 @@ def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0):
 # this pre-transform "watermark" (e.g. DATASET.TEST_SETS item "unauthorized=source+watermark").
 @PRE_TRANSFORM_REGISTRY.register()
 class watermark:
-    """The watermark configured by INPUT.WATERMARK (PATTERN, PERIOD, COLOR, ALPHA), PIL -> PIL."""
+    """The watermark configured by INPUT.WATERMARK (PATTERN, PERIOD, COLOR, ALPHA, OFFSET), PIL -> PIL."""
 
     def __init__(self, cfg):
         node = cfg.INPUT.WATERMARK
-        self.pattern, self.period, self.color, self.alpha = _check_settings(
-            node.PATTERN, node.PERIOD, node.COLOR, node.ALPHA, prefix="INPUT.WATERMARK."
+        self.pattern, self.period, self.color, self.alpha, self.offset = check_watermark_settings(
+            node.PATTERN, node.PERIOD, node.COLOR, node.ALPHA, prefix="INPUT.WATERMARK.",
+            offset=node.OFFSET,
         )
 
     def __call__(self, img):
-        return apply_watermark(img, self.pattern, self.period, self.color, self.alpha)
+        return apply_watermark(img, self.pattern, self.period, self.color, self.alpha, self.offset)
 
     def __repr__(self):
         return (
             f"watermark(pattern={self.pattern!r}, period={self.period}, color={self.color}, "
-            f"alpha={self.alpha})"
+            f"alpha={self.alpha}, offset={self.offset})"
         )
