@@ -45,8 +45,6 @@ from tools.attacks.plan import (  # noqa: E402
 from tools.launchers import run_local, summary  # noqa: E402
 from tools.results.records import ResultsError  # noqa: E402
 
-STATUSES = planner.STATUSES
-
 
 def build_parser():
     doc = __doc__.split("\n\n")
@@ -106,12 +104,10 @@ def main(argv=None) -> int:
             from trainers import register_all
 
             register_all()
-            status = {p.spec.output_dir: planner.run_status(p.spec) for p in planned}
-            counts = ", ".join(f"{sum(v == k for v in status.values())} {k}" for k in STATUSES)
+            status, counts = planner.statuses([p.spec for p in planned])
             print(f"{len(planned)} attack runs on {len(runs)} protected runs: {counts}")
             if args.dry_run:
-                for p in planned:
-                    print(f"[{status[p.spec.output_dir]}] {p.spec.label}: {p.spec.output_dir}")
+                planner.print_status_list([p.spec for p in planned], status)
                 return 0
             conflicts = [p for p in planned if status[p.spec.output_dir] == "conflict"]
             if conflicts:

@@ -150,6 +150,19 @@ def spec_config(spec: RunSpec):
         os.chdir(cwd)
 
 
+def statuses(specs) -> tuple[dict, str]:
+    """{output_dir: run_status} of every spec, and a "N done, N partial, ..." summary of them."""
+    status = {s.output_dir: run_status(s) for s in specs}
+    counts = ", ".join(f"{sum(v == k for v in status.values())} {k}" for k in STATUSES)
+    return status, counts
+
+
+def print_status_list(specs, status):
+    """The --dry-run listing: one "[status] label: folder" line per spec."""
+    for spec in specs:
+        print(f"[{status[spec.output_dir]}] {spec.label}: {spec.output_dir}")
+
+
 def run_status(spec: RunSpec) -> str:
     """done / partial / running / todo, or conflict (the folder holds another config's run)."""
     from dassl.config import get_cfg_default
@@ -255,18 +268,16 @@ def main(argv=None) -> int:
     if len(args.opts) % 2:
         raise SystemExit("error: --opts takes KEY VALUE pairs")
     specs = run_specs(plan, pairs, args.seeds, args.opts)
-    status = {s.output_dir: run_status(s) for s in specs}
+    status, counts = statuses(specs)
     todo = [s for s in specs if status[s.output_dir] in ("todo", "partial")]
     conflicts = [s for s in specs if status[s.output_dir] == "conflict"]
     if args.print_commands:
         for spec in todo:
             print(spec.shell())
         return 0
-    counts = ", ".join(f"{sum(v == k for v in status.values())} {k}" for k in STATUSES)
     print(f"{len(specs)} runs of {plan.scenario} on {plan.dataset} ({plan.config}): {counts}")
     if args.dry_run:
-        for spec in specs:
-            print(f"[{status[spec.output_dir]}] {spec.label}: {spec.output_dir}")
+        print_status_list(specs, status)
         return 0
     if conflicts:
         print("error: these folders hold runs made with another config (train.py lists the keys): "
