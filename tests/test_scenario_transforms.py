@@ -73,6 +73,13 @@ def test_watermark_is_deterministic_and_the_same_on_every_image():
     assert np.array_equal(white_a, white_b)
 
 
+def _on_pattern(pattern, i, j, height, width, period):
+    """Whether pixel (i, j) is marked, written out per pattern."""
+    if pattern == "frame":
+        return min(i, height - 1 - i) < period or min(j, width - 1 - j) < period
+    return i % period == 0 or (pattern == "grid" and j % period == 0)
+
+
 @pytest.mark.parametrize("pattern", sorted(WATERMARK_PATTERNS))
 @pytest.mark.parametrize("period", [1, 2, 3])
 def test_pattern_masks_match_their_definition(pattern, period):
@@ -81,8 +88,16 @@ def test_pattern_masks_match_their_definition(pattern, period):
     assert mask.shape == (height, width) and mask.dtype == bool
     for i in range(height):
         for j in range(width):
-            expected = i % period == 0 or (pattern == "grid" and j % period == 0)
-            assert mask[i, j] == expected, (i, j)
+            assert mask[i, j] == _on_pattern(pattern, i, j, height, width, period), (i, j)
+
+
+def test_frame_leaves_the_middle_and_an_offset_insets_it():
+    mask = watermark_mask("frame", 8, 9, 2)
+    assert mask[:2].all() and mask[-2:].all() and mask[:, :2].all() and mask[:, -2:].all()
+    assert not mask[2:-2, 2:-2].any()
+    inset = watermark_mask("frame", 8, 9, 1, offset=(1, 2))
+    assert not inset[0].any() and not inset[-1].any() and not inset[:, :2].any() and not inset[:, -2:].any()
+    assert inset[1, 2:-2].all() and inset[1:-1, 2].all() and not inset[2:-2, 3:-3].any()
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA"])
@@ -125,7 +140,7 @@ def test_faint_watermark_blends_only_the_marked_pixels(mode):
     [
         ("WATERMARK__ALPHA", 0.0, r"ALPHA must be a number in \(0, 1\]"),
         ("WATERMARK__ALPHA", 1.5, r"ALPHA must be a number in \(0, 1\]"),
-        ("WATERMARK__PATTERN", "dots", r"PATTERN \"dots\".*\['grid', 'stripes'\]"),
+        ("WATERMARK__PATTERN", "dots", r"PATTERN \"dots\".*\['frame', 'grid', 'stripes'\]"),
         ("WATERMARK__PERIOD", 0, "PERIOD must be an integer >= 1"),
         ("WATERMARK__COLOR", (255, 255), r"COLOR must be 3 integers in \[0, 255\]"),
         ("WATERMARK__COLOR", (0, 0, 256), r"COLOR must be 3 integers"),

@@ -16,7 +16,7 @@ from trainers.ipclip.attacks.watermark_forgery import (
     same_mark,
     standard_forgeries,
 )
-from trainers.ipclip.transforms.watermark import WATERMARK_PATTERNS, apply_watermark, watermark, watermark_mask
+from trainers.ipclip.transforms.watermark import apply_watermark, watermark, watermark_mask
 
 #: The owner keys forgeries are checked against: the release's default grid, the synthetic
 #: benchmark's faint white stripes (ownership) and black stripes (authorization), a period-1 fill.
@@ -55,7 +55,7 @@ def _mark_as_it_was(img, pattern, period, color, alpha):
     return pixels
 
 
-@pytest.mark.parametrize("pattern", sorted(WATERMARK_PATTERNS))
+@pytest.mark.parametrize("pattern", ["grid", "stripes"])  # the patterns that existed before OFFSET
 @pytest.mark.parametrize("period, color, alpha", [(2, (255, 255, 255), 1.0), (3, (0, 0, 0), 0.3),
                                                   (1, (10, 20, 30), 0.5)])
 def test_offset_zero_is_the_mark_as_it_was(pattern, period, color, alpha):

@@ -3,7 +3,8 @@
 The ownership and authorization scenarios need a mark that is identical on every image (the model
 learns to tell marked from clean images), so a pattern is a deterministic boolean mask of the image
 size, computed with numpy broadcasting. Patterns live in a small name -> mask-function table so a
-config can pick one (`INPUT.WATERMARK.PATTERN`); the default `grid` is the release's dense grid.
+config can pick one (`INPUT.WATERMARK.PATTERN`); the default `grid` is the release's dense grid,
+`stripes` its rows only, `frame` a border that leaves the object untouched (docs/method.md M11).
 `INPUT.WATERMARK.ALPHA` is the mark's opacity: 1 paints the colour (the release), a lower value blends
 it in, for a mark a small or low-resolution CLIP can still see through (a faint mark still separates
 marked from clean images, yet leaves the object recognisable to a model that was not taught to refuse).
@@ -53,6 +54,18 @@ def _stripes(height, width, period, offset=NO_OFFSET):
     moves nothing."""
     on_row = (np.arange(height) - offset[0]) % period == 0
     return np.broadcast_to(on_row[:, None], (height, width))
+
+
+@_pattern("frame")
+def _frame(height, width, period, offset=NO_OFFSET):
+    """A border `period` pixels wide around the image, which leaves the object in the middle
+    untouched; the offset insets it by (rows, columns) from the edges."""
+    to_edge_row = np.minimum(np.arange(height), height - 1 - np.arange(height))
+    to_edge_col = np.minimum(np.arange(width), width - 1 - np.arange(width))
+    within_row, within_col = to_edge_row >= offset[0], to_edge_col >= offset[1]
+    on_row = within_row & (to_edge_row < offset[0] + period)
+    on_col = within_col & (to_edge_col < offset[1] + period)
+    return np.logical_and.outer(on_row, within_col) | np.logical_and.outer(within_row, on_col)
 
 
 def _is_int(value):
