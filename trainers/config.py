@@ -34,7 +34,8 @@ def extend_cfg(cfg):
     # Opacity in (0, 1]: 1 paints COLOR (the release); lower blends it over the pixels (a fainter mark).
     cfg.INPUT.WATERMARK.ALPHA = 1.0
     # (rows, columns) the pattern is shifted by: its lines go through row OFFSET[0] and column
-    # OFFSET[1] (mod PERIOD); (0, 0) is the mark as it always was. A forger's wrong position.
+    # OFFSET[1] (mod PERIOD), a frame is inset by it; (0, 0) is the mark as it always was. A forger's
+    # wrong position.
     cfg.INPUT.WATERMARK.OFFSET = (0, 0)
     # "strong_style": NUM_OPS ops of a fixed list of 10 in random order, each with probability PROB at a
     # strength drawn up to MAX_MAGNITUDE (in [0, 1]), then a CUTOUT_SIZE px square of CUTOUT_FILL.

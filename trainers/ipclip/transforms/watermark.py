@@ -56,12 +56,17 @@ def _stripes(height, width, period, offset=NO_OFFSET):
     return np.broadcast_to(on_row[:, None], (height, width))
 
 
+def _to_nearest_edge(size):
+    """Distance in pixels of each index of 0..size-1 to the nearer end."""
+    index = np.arange(size)
+    return np.minimum(index, size - 1 - index)
+
+
 @_pattern("frame")
 def _frame(height, width, period, offset=NO_OFFSET):
     """A border `period` pixels wide around the image, which leaves the object in the middle
     untouched; the offset insets it by (rows, columns) from the edges."""
-    to_edge_row = np.minimum(np.arange(height), height - 1 - np.arange(height))
-    to_edge_col = np.minimum(np.arange(width), width - 1 - np.arange(width))
+    to_edge_row, to_edge_col = _to_nearest_edge(height), _to_nearest_edge(width)
     within_row, within_col = to_edge_row >= offset[0], to_edge_col >= offset[1]
     on_row = within_row & (to_edge_row < offset[0] + period)
     on_col = within_col & (to_edge_col < offset[1] + period)
