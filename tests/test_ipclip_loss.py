@@ -6,6 +6,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
+from dassl.errors import ConfigError
 from trainers.config import extend_cfg
 from trainers.ipclip.loss import (
     CONFIG_KEYS, FORMS, SWITCHES, IPCLIPLoss, IPCLIPLossWeights, true_class_log_odds, unlikelihood,
@@ -262,3 +263,26 @@ def test_bad_inputs_give_clear_errors():
         loss(**{**b, "dom_u": torch.zeros(3, 1, 2)})
     with pytest.raises(TypeError, match="IPCLIPLossWeights"):
         IPCLIPLoss({"w_u": 1})
+
+
+def test_zero_shot_anchor_adds_kl_to_the_teacher_and_trains_only_the_student():
+    """W_ZS: + W_ZS * KL(p_zs || p_a); the teacher's logits get no gradient; it needs the teacher."""
+    w = IPCLIPLossWeights(w_zs=3, upper_bound=100)
+    b = batch()
+    b["logits_a"] = b["logits_a"].clone().requires_grad_(True)
+    teacher = torch.tensor([[ln(2), 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    total, terms = IPCLIPLoss(w)(**b, logits_zs_a=teacher)
+    plain, _ = IPCLIPLoss(IPCLIPLossWeights(upper_bound=100))(**batch())
+    # p_zs = (1/2, 1/4, 1/4) against uniform p_a for image 0; equal distributions for image 1
+    kl = (0.5 * ln(1.5) + 0.5 * ln(0.75)) / 2
+    assert terms["kl_zs"].item() == pytest.approx(kl, rel=1e-5)
+    assert total.item() == pytest.approx(plain.item() + 3 * kl, rel=1e-5)
+    total.backward()
+    assert teacher.grad is None and b["logits_a"].grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="logits_zs_a"):
+        IPCLIPLoss(w)(**batch())
+    cfg = extend_cfg(get_cfg_default())
+    assert loss_weights(cfg).w_zs == 0  # the release has no anchor
+    cfg.TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_ZS = -1.0
+    with pytest.raises(ConfigError, match="W_ZS must be >= 0"):
+        loss_weights(cfg)

@@ -104,3 +104,20 @@ def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
         IPCLIPModel(clip_model, ["cat"], stats_norm="batch", **kwargs)
     with pytest.raises(ConfigError, match="PROJECTOR ours only"):
         IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", projector_form="release", **kwargs)
+
+
+def test_zero_shot_anchor_teacher_is_zero_shot_clip():
+    """The W_ZS teacher's logits are exactly the zero-shot baseline's, and it is not checkpointed."""
+    from trainers.zsclip import ZeroShotClassifier
+    clip_model = build_random_clip("tiny-rn")
+    prompts = ["a photo of a cat.", "a photo of a dog."]
+    kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
+    model = IPCLIPModel(clip_model, ["cat", "dog"], zero_shot_prompts=prompts, **kwargs)
+    x = images(4, clip_model.visual.input_resolution)
+    with torch.no_grad():
+        expected = ZeroShotClassifier(clip_model, prompts)(x)
+        got = model.zero_shot_logits(model.encode(x)["image"])
+    torch.testing.assert_close(got, expected.float(), atol=1e-4, rtol=1e-4)
+    assert not any("zero_shot" in key for key in model.state_dict())
+    with pytest.raises(RuntimeError, match="zero_shot_prompts"):
+        IPCLIPModel(clip_model, ["cat", "dog"], **kwargs).zero_shot_logits(got)

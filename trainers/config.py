@@ -188,7 +188,8 @@ def extend_cfg(cfg):
     ip.LR_STEP_EVERY = "epoch"
     # Loss weights per scenario (docs/method.md, the loss); the active node is LOSS.<SCENARIO>.
     # L = CE_a - W_U*min(CE_u,U) + S_AI*W_AI*min(CE_ai,U) - W_UI*min(CE_ui,U)
-    #     - W_M*min(MSE(dom_a,dom_u),U) + W_EN*H(p_u) - W_KL*min(KL,U),  U = UPPER_BOUND
+    #     - W_M*min(MSE(dom_a,dom_u),U) + W_EN*H(p_u) - W_KL*min(KL,U) + W_ZS*KL(p_zs||p_a),
+    #     U = UPPER_BOUND
     ip.LOSS = CN()
     release_defaults = {
         "TARGET_SPECIFIED": dict(S_AI=-1.0, W_M=0.1, W_EN=0.01, W_KL=1.0),
@@ -225,6 +226,9 @@ def extend_cfg(cfg):
         # confidently right, where maximising CE stalls); "log_odds" (+W_U*mean(max(log(p_y/(1-p_y)),
         # -U)): the sum of both, whose gradient on the true logit is 1 until the image's bound).
         node.U_LOSS = "bounded_ce"
+        # Ours (0: the release): weight of + KL(p_zs || p_a), which anchors the authorized images'
+        # class distribution to zero-shot CLIP's (prompts of TRAINER.ZSCLIP.TEMPLATE / the dataset's).
+        node.W_ZS = 0.0
         for key, value in specific.items():
             setattr(node, key, value)
         ip.LOSS[scenario] = node

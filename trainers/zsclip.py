@@ -13,7 +13,8 @@ from .clip_backbone import load_clip_for_trainer
 from .precision import autocast, check_precision
 from .text_encoder import encode_class_prompts
 
-__all__ = ["ZeroshotCLIP", "ZeroShotClassifier", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "template_for"]
+__all__ = ["ZeroshotCLIP", "ZeroShotClassifier", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "template_for",
+           "class_prompts"]
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -57,6 +58,12 @@ def template_for(cfg):
     return template
 
 
+def class_prompts(cfg, classnames):
+    """The zero-shot prompt of every class, e.g. "a photo of a dog." (template_for)."""
+    template = template_for(cfg)
+    return [template.format(name.replace("_", " ")) for name in classnames]
+
+
 class ZeroShotClassifier(nn.Module):
     """Frozen CLIP image encoder against fixed, normalised class text features."""
 
@@ -89,8 +96,7 @@ class ZeroshotCLIP(TrainerX):
         clip_model, self.prec = load_clip_for_trainer(cfg, cfg.TRAINER.ZSCLIP.PREC, self.device)
         clip_model.to(self.device)
 
-        template = template_for(cfg)
-        prompts = [template.format(name.replace("_", " ")) for name in classnames]
+        prompts = class_prompts(cfg, classnames)
         print(f"Prompts: {prompts}")
         self.model = ZeroShotClassifier(clip_model, prompts)
         self.model.eval()

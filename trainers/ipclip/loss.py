@@ -2,6 +2,7 @@
 
     L = CE_a - w_u*min(CE_u, U) + s_ai*w_ai*min(CE_ai, U) - w_ui*min(CE_ui, U)
         - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U_KL)
+        + w_zs*KL(p_zs || p_a)
 
 U_KL is kl_upper_bound, or U where that is 0 (the release).
 
@@ -22,6 +23,13 @@ class probabilities after an L2 normalisation along the batch axis.
 `kl_stop_authorized` stops the maximised KL's gradient into the authorized text features: the KL then
 pushes only the unauthorized prompts away from the authorized ones instead of also dragging the
 authorized prompts (which CE_a is trying to keep accurate) away from the unauthorized ones.
+
+`w_zs` (ours, 0 in the release) anchors the authorized images' class distribution to zero-shot
+CLIP's (a frozen teacher: the same image feature against the hand-written prompts' text features).
+CE_a only sees the few labelled shots; every maximised term pulls the prompts of images that look
+like them away, and the authorized test images, which the shots do not cover, pay for it. The
+teacher's full distribution on each shot is a denser target than its label (knowledge-guided prompt
+learning keeps learned prompts near the hand-written ones for the same reason).
 """
 from dataclasses import asdict, dataclass
 
@@ -36,10 +44,10 @@ CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND", "kl_upper_bound": "KL_UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
-    "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS",
+    "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS", "w_zs": "W_ZS",
 }
-#: Bounds that must not be negative.
-NON_NEGATIVE = ("kl_upper_bound",)
+#: Keys that must not be negative, with what 0 means.
+NON_NEGATIVE = {"kl_upper_bound": "0: the KL shares UPPER_BOUND", "w_zs": "0: no anchor"}
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
 #: Forms of the KL term: ours (scaled features, KL(p_a || p_u), channel mean, clamped) or the release's.
@@ -69,6 +77,7 @@ class IPCLIPLossWeights:
     kl_form: str = "ours"
     entropy_form: str = "classes"
     u_loss: str = "bounded_ce"
+    w_zs: float = 0.0
 
     def __post_init__(self):
         # The release's KL is never clamped: a bound of its own would be silently ignored.
@@ -108,7 +117,7 @@ def _check_weight(name, value, key):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"IP-CLIP loss key {key} must be a number, got {value!r}.")
     if name in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"IP-CLIP loss key {key} must be >= 0 (0: the KL shares UPPER_BOUND), "
+        raise ConfigError(f"IP-CLIP loss key {key} must be >= 0 ({NON_NEGATIVE[name]}), "
                           f"got {value!r}.")
     return float(value)
 
@@ -192,6 +201,7 @@ class IPCLIPLoss(nn.Module):
         axis: for each image b and channel e, softmax over classes of text[b, :, e] is one
         distribution; KL(p_a || p_u) is summed over classes and averaged over images and channels.
         Image b of one batch is paired with image b of the other. [B, C] logits also work.
+      logits_zs_a [B_a, C] (needed when w_zs > 0): zero-shot CLIP's logits of the authorized images.
     terms: the raw (unclamped) value of every term and the total, detached, as 0-d tensors (no
     .item(), so logging them costs no host synchronisation until the caller asks).
     """
@@ -204,7 +214,7 @@ class IPCLIPLoss(nn.Module):
         self.weights = weights
 
     def forward(self, logits_a, labels_a, logits_u, labels_u, logits_ai, logits_ui,
-                dom_a, dom_u, text_a, text_u):
+                dom_a, dom_u, text_a, text_u, logits_zs_a=None):
         _check_logits("logits_a", logits_a, "labels_a", labels_a)
         _check_logits("logits_u", logits_u, "labels_u", labels_u)
         _check_logits("logits_ai", logits_ai, "labels_a", labels_a)
@@ -241,13 +251,22 @@ class IPCLIPLoss(nn.Module):
             unauthorized = w.w_u * torch.clamp(log_odds, min=-w.upper_bound).mean()
         else:
             unauthorized = -w.w_u * bounded["ce_u"]
+        anchor = 0.0
+        if w.w_zs > 0:
+            if logits_zs_a is None or logits_zs_a.shape != logits_a.shape:
+                got = None if logits_zs_a is None else tuple(logits_zs_a.shape)
+                raise ValueError(f"IPCLIPLoss: W_ZS {w.w_zs} needs zero-shot logits logits_zs_a of "
+                                 f"the authorized images, shape {tuple(logits_a.shape)}; got {got}.")
+            terms["kl_zs"] = per_sample_kl(logits_zs_a.detach(), logits_a).mean()
+            anchor = w.w_zs * terms["kl_zs"]
         total = (terms["ce_a"]
                  + unauthorized
                  + w.s_ai * w.w_ai * bounded["ce_ai"]
                  - w.w_ui * bounded["ce_ui"]
                  - w.w_m * bounded["mse_dom"]
                  + w.w_en * terms["entropy_u"]
-                 - w.w_kl * bounded["kl_text"])
+                 - w.w_kl * bounded["kl_text"]
+                 + anchor)
         logged = {name: value.detach() for name, value in terms.items()}
         logged["total"] = total.detach()
         return total, logged

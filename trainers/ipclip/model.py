@@ -14,7 +14,7 @@ from torch import nn
 from dassl.errors import ConfigError
 
 from ..prompts import PromptTemplate
-from ..text_encoder import TextEncoder
+from ..text_encoder import TextEncoder, encode_class_prompts
 from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
 from .ip_projector import IPProjector
 from .ip_projector_release import ReleaseIPProjector
@@ -41,7 +41,7 @@ class IPCLIPModel(nn.Module):
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
-                 stats_norm_min_std=0.1, stats_norm_clip=5.0):
+                 stats_norm_min_std=0.1, stats_norm_clip=5.0, zero_shot_prompts=()):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
             raise ConfigError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
@@ -84,6 +84,13 @@ class IPCLIPModel(nn.Module):
         self.template = PromptTemplate(clip_model, classnames, n_ctx=projector.n_context_tokens)
         self.text_encoder = TextEncoder(clip_model)
         self.text_chunk_size = text_chunk_size
+        # Zero-shot CLIP's class text features (the W_ZS anchor's teacher): frozen, not checkpointed.
+        zero_shot = None
+        if zero_shot_prompts:
+            with torch.no_grad():
+                zero_shot = F.normalize(encode_class_prompts(clip_model, zero_shot_prompts).float(),
+                                        dim=-1)
+        self.register_buffer("zero_shot_text", zero_shot, persistent=False)
 
     @property
     def projector(self):
@@ -128,6 +135,13 @@ class IPCLIPModel(nn.Module):
                                  chunk_size=self.text_chunk_size,
                                  max_length=self.template.max_length)
         return text.view(batch, num_classes, -1)
+
+    def zero_shot_logits(self, image):
+        """Zero-shot CLIP's logits [B, C] of L2-normalised image features [B, E] (no gradient)."""
+        if self.zero_shot_text is None:
+            raise RuntimeError("IPCLIPModel was built without zero_shot_prompts; pass the class "
+                               "prompts to use the zero-shot anchor (LOSS.<SCENARIO>.W_ZS).")
+        return (self.logit_scale() * image @ self.zero_shot_text.t()).detach()
 
     def forward(self, images):
         return self.encode(images)["logits"]

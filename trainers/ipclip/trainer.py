@@ -14,6 +14,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 
 from ..clip_backbone import load_clip_for_trainer
 from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
+from ..zsclip import class_prompts
 from .feature_restyle import FeatureRestyle
 from .loss import IPCLIPLoss, IPCLIPLossWeights, kl_feature_scale
 from .model import PROJECTOR_FORMS, IPCLIPModel
@@ -67,8 +68,9 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     dom_a, dom_u = out["domain_tokens"][:n], out["domain_tokens"][n:]
     logits_ai, logits_ui = model.branch_logits(out["image"][:n], text_a, text_u)
     kl_scale = kl_feature_scale(loss_fn.weights.kl_form, model.logit_scale())
+    logits_zs_a = model.zero_shot_logits(out["image"][:n]) if loss_fn.weights.w_zs > 0 else None
     loss, terms = loss_fn(logits_a, y_a, logits_u, y_u, logits_ai, logits_ui,
-                          dom_a, dom_u, kl_scale * text_a, kl_scale * text_u)
+                          dom_a, dom_u, kl_scale * text_a, kl_scale * text_u, logits_zs_a)
     terms["acc_a"] = (logits_a.argmax(dim=1) == y_a).float().mean() * 100
     terms["acc_u"] = (logits_u.argmax(dim=1) == y_u).float().mean() * 100
     return loss, terms
@@ -107,6 +109,8 @@ class IPCLIP(TrainerXU):
         classnames = self.dm.dataset.classnames
         clip_model, self.prec = load_clip_for_trainer(cfg, icfg.PREC, self.device)
         print("Building IP-CLIP")
+        weights = loss_weights(cfg)
+        zero_shot_prompts = class_prompts(cfg, classnames) if weights.w_zs > 0 else ()
         self.model = IPCLIPModel(
             clip_model, classnames,
             n_image_tokens=icfg.N_IMAGE_TOKENS, projector_hidden=icfg.PROJECTOR_HIDDEN,
@@ -117,13 +121,14 @@ class IPCLIP(TrainerXU):
             projector_form=icfg.PROJECTOR, branch_form=icfg.BRANCH,
             bank_prototype=icfg.BANK_PROTOTYPE, stats_norm=icfg.STATS_NORM,
             stats_norm_min_std=icfg.STATS_NORM_MIN_STD, stats_norm_clip=icfg.STATS_NORM_CLIP,
+            zero_shot_prompts=zero_shot_prompts,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
               f"image tokens: {icfg.N_IMAGE_TOKENS}; trainable parameters: "
               f"{sum(p.numel() for p in params):,}")
         self.model.to(self.device)
-        self.loss_fn = IPCLIPLoss(loss_weights(cfg))
+        self.loss_fn = IPCLIPLoss(weights)
         self.restyle = FeatureRestyle.from_cfg(icfg.FEATURE_RESTYLE, self.model.tap.num_layers)
         self.optim = build_optimizer(params, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
