@@ -143,3 +143,8 @@ def encode_class_prompts(clip_model, texts, chunk_size=0):
     tokens = tokens.to(device)
     embeddings = clip_model.token_embedding(tokens)
     return TextEncoder(clip_model)(embeddings, tokens, truncate=True, chunk_size=chunk_size)
+
+
+def class_text_features(clip_model, texts):
+    """L2-normalised features `[N, E]` of fixed text prompts: zero-shot CLIP's classifier weights."""
+    return F.normalize(encode_class_prompts(clip_model, texts), dim=-1)

@@ -11,7 +11,7 @@ from dassl.errors import ConfigError
 
 from .clip_backbone import load_clip_for_trainer
 from .precision import autocast, check_precision
-from .text_encoder import encode_class_prompts
+from .text_encoder import class_text_features
 
 __all__ = ["ZeroshotCLIP", "ZeroShotClassifier", "PROMPT_TEMPLATES", "DEFAULT_TEMPLATE", "template_for",
            "class_prompts"]
@@ -72,7 +72,7 @@ class ZeroShotClassifier(nn.Module):
         self.image_encoder = clip_model.visual
         self.logit_scale = clip_model.logit_scale
         self.dtype = clip_model.dtype
-        text_features = F.normalize(encode_class_prompts(clip_model, prompts), dim=-1)
+        text_features = class_text_features(clip_model, prompts)
         self.register_buffer("text_features", text_features, persistent=False)
         self.requires_grad_(False)
 

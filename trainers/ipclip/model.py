@@ -14,7 +14,7 @@ from torch import nn
 from dassl.errors import ConfigError
 
 from ..prompts import PromptTemplate
-from ..text_encoder import TextEncoder, encode_class_prompts
+from ..text_encoder import TextEncoder, class_text_features
 from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
 from .ip_projector import IPProjector
 from .ip_projector_release import ReleaseIPProjector
@@ -85,11 +85,8 @@ class IPCLIPModel(nn.Module):
         self.text_encoder = TextEncoder(clip_model)
         self.text_chunk_size = text_chunk_size
         # Zero-shot CLIP's class text features (the W_ZS anchor's teacher): frozen, not checkpointed.
-        zero_shot = None
-        if zero_shot_prompts:
-            with torch.no_grad():
-                zero_shot = F.normalize(encode_class_prompts(clip_model, zero_shot_prompts).float(),
-                                        dim=-1)
+        zero_shot = (class_text_features(clip_model, zero_shot_prompts).float()
+                     if zero_shot_prompts else None)
         self.register_buffer("zero_shot_text", zero_shot, persistent=False)
 
     @property
