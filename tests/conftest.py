@@ -132,3 +132,15 @@ def small_domains(tmp_path_factory):
         (split_dir / f"{domain}_train.txt").write_text("\n".join(train[domain]) + "\n")
         (split_dir / f"{domain}_test.txt").write_text("\n".join(test[domain]) + "\n")
     return root, split_dir
+
+
+@pytest.fixture(scope="session")
+def random_clip_file(tmp_path_factory):
+    """A random-weight tiny CLIP saved as a plain state dict (MODEL.BACKBONE.NAME accepts a path)."""
+    import torch
+
+    from trainers.clip_backbone import build_random_clip
+
+    path = tmp_path_factory.mktemp("clip") / "random_tiny.pt"
+    torch.save(build_random_clip("tiny-rn").state_dict(), path)
+    return path

@@ -11,17 +11,7 @@ import train
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from trainers import register_all
-from trainers.clip_backbone import build_random_clip
 from trainers.config import extend_cfg
-
-
-@pytest.fixture(scope="module")
-def random_clip_file(tmp_path_factory):
-    """A random-weight tiny CLIP saved as a plain state dict (MODEL.BACKBONE.NAME accepts a path)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip") / "random_tiny.pt"
-    torch.save(build_random_clip("tiny-rn").state_dict(), path)
-    return path
 
 
 def _cfg(toy_root, out, backbone, *opts):

@@ -18,7 +18,6 @@ import trainers.precision
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from trainers import register_all
-from trainers.clip_backbone import build_random_clip
 from trainers.config import extend_cfg
 
 #: (TRAINER.IPCLIP key, value) pairs of the release's forms.
@@ -30,13 +29,6 @@ RELEASE_FORMS = ["TRAINER.IPCLIP.PROJECTOR", "release", "TRAINER.IPCLIP.BRANCH",
 FORMS = {"ours": [], "release": RELEASE_FORMS}
 #: A GradScaler starts at scale 2^16 and halves it after each overflowing step it skips.
 MAX_STEPS_TO_A_CHANGE = 20
-
-
-@pytest.fixture(scope="module")
-def random_clip_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("clip") / "random_tiny.pt"
-    torch.save(build_random_clip("tiny-rn").state_dict(), path)
-    return path
 
 
 @pytest.fixture
