@@ -8,8 +8,8 @@ clean and marked (INPUT.WATERMARK of the dataset config and the KEY VALUE overri
   * probe: the held-out accuracy of a linear probe (L2-regularised logistic regression) that tells
     the marked version of an image from the clean one on those statistics, trained on half of the
     test split's images (both versions of each) and tested on the other half: a lower bound on what
-    the statistics show. 50 % means they do not show the mark, and no loss or schedule can make a
-    model that conditions on them refuse one version and accept the other;
+    the statistics show linearly. Near 50 % they hardly show the mark, and a model that conditions
+    on them can hardly refuse one version and accept the other, whatever its loss or schedule;
   * zero-shot clean / marked: CLIP's own accuracy (ZeroshotCLIP's prompts), i.e. what the mark costs
     the frozen model before any protection (a probe near 100 % with a blinded CLIP is a mark that
     protects by destroying the images, not a result).
