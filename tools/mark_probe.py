@@ -29,6 +29,7 @@ import tempfile
 
 import torch
 import torch.nn.functional as F
+from tabulate import tabulate
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -113,9 +114,9 @@ def projector_inputs_and_accuracy(trainer, loader):
     with VisualFeatureTap(model.image_encoder) as tap, torch.no_grad():
         for batch in loader:
             images, labels = trainer.parse_batch_test(batch)
-            _, stats = tap.tap(images)
+            image_features, stats = tap.tap(images)
             features.append(torch.cat([torch.cat(squash_stats(mu, sigma), 1) for mu, sigma in stats], 1))
-            correct += (model(images).argmax(1) == labels).sum().item()
+            correct += (model.classify(image_features).argmax(1) == labels).sum().item()
             total += len(labels)
     return torch.cat(features).cpu(), 100.0 * correct / max(total, 1)
 
@@ -137,14 +138,10 @@ def probe_backbone(root, backbone, dataset_config, config_file, opts, seed=0):
 
 
 def format_rows(rows, fmt="table"):
-    header = ("backbone", "domain", "probe marked vs clean", "zero-shot clean", "zero-shot marked")
     body = [(b, d, f"{p:.0f}", f"{c:.0f}", f"{m:.0f}") for b, d, p, c, m in rows]
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines)
-    widths = [max(len(str(row[i])) for row in [header] + body) for i in range(len(header))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) for row in [header] + body)
+    return tabulate(body, headers=["backbone", "domain", "probe marked vs clean", "zero-shot clean",
+                                   "zero-shot marked"],
+                    tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
 
 
 def main(argv=None):

@@ -77,7 +77,11 @@ class ZeroShotClassifier(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, image):
-        image_features = F.normalize(self.image_encoder(image.to(self.dtype)), dim=-1)
+        return self.classify(self.image_encoder(image.to(self.dtype)))
+
+    def classify(self, image_features):
+        """Logits [B, C] of image-encoder outputs [B, E] (for callers that already ran the encoder)."""
+        image_features = F.normalize(image_features, dim=-1)
         text_features = self.text_features.to(image_features.dtype)
         return self.logit_scale.exp() * image_features @ text_features.t()
 
