@@ -60,9 +60,11 @@ def test_runs_get_the_scenario_config_files_and_test_sets(tmp_path):
     spec = launch.run_specs(_plan(tmp_path, "ownership"), [("photo", "photo")], seeds=(1,))[1]
     args = train.build_parser().parse_args(_argv(spec))
     assert args.config_file == "configs/trainers/IPCLIP/tiny_ownership.yaml"
-    assert args.dataset_config_file == "configs/datasets/toy_domains.yaml"
+    # The scenario's own dataset config (its mark), which the CoOp reference gets as well.
+    assert args.dataset_config_file == "configs/datasets/toy_domains_ownership.yaml"
     train.register_all()
     cfg = launch.spec_config(spec)
+    assert cfg.INPUT.WATERMARK.PATTERN == "frame"
     # No DATASET.TEST_SETS on the command line: train.py gives the scenario's.
     assert list(cfg.DATASET.TEST_SETS) == ["authorized=source", "unauthorized=source+watermark"]
     assert cfg.CONFIG_NAME == "tiny"

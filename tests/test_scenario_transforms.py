@@ -10,6 +10,7 @@ from PIL import Image
 from dassl.config import get_cfg_default
 from dassl.data import DataManager
 from dassl.data.transforms import PRE_TRANSFORM_REGISTRY, build_pre_transform
+from dassl.errors import ConfigError
 from trainers.config import extend_cfg
 from trainers.ipclip.transforms.auth_mixture import AUTH_MIX_CASES, auth_mixture
 from trainers.ipclip.transforms.strong_style import STRONG_STYLE_OPS, strong_style
@@ -98,6 +99,14 @@ def test_frame_leaves_the_middle_and_an_offset_insets_it():
     inset = watermark_mask("frame", 8, 9, 1, offset=(1, 2))
     assert not inset[0].any() and not inset[-1].any() and not inset[:, :2].any() and not inset[:, -2:].any()
     assert inset[1, 2:-2].all() and inset[1:-1, 2].all() and not inset[2:-2, 3:-3].any()
+
+
+def test_joined_patterns_paint_their_union_and_unknown_parts_are_refused():
+    both = watermark_mask("stripes+frame", 8, 9, 2)
+    assert np.array_equal(both, watermark_mask("stripes", 8, 9, 2) | watermark_mask("frame", 8, 9, 2))
+    assert np.array_equal(watermark_mask("stripes+grid", 8, 9, 3), watermark_mask("grid", 8, 9, 3))
+    with pytest.raises(ConfigError, match="stripes\\+frame"):
+        watermark_mask("stripes+ring", 8, 9, 2)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA"])

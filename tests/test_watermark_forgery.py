@@ -19,11 +19,14 @@ from trainers.ipclip.attacks.watermark_forgery import (
 from trainers.ipclip.transforms.watermark import apply_watermark, watermark, watermark_mask
 
 #: The owner keys forgeries are checked against: the release's default grid, the synthetic
-#: benchmark's faint white stripes (ownership) and black stripes (authorization), a period-1 fill.
+#: benchmark's faint white stripes (its default), azure frame (ownership) and black stripes
+#: (authorization), stripes and frame joined, a period-1 fill.
 OWNER_KEYS = [
     WatermarkKey("grid", 2, (255, 255, 255), 1.0, (0, 0)),
     WatermarkKey("stripes", 2, (255, 255, 255), 0.3, (0, 0)),
+    WatermarkKey("frame", 2, (0, 128, 255), 0.5, (0, 0)),
     WatermarkKey("stripes", 2, (0, 0, 0), 0.3, (0, 0)),
+    WatermarkKey("stripes+frame", 2, (0, 128, 255), 0.3, (0, 0)),
     WatermarkKey("grid", 1, (10, 200, 30), 0.5, (0, 0)),
 ]
 
@@ -122,3 +125,9 @@ def test_same_mark_compares_what_is_painted():
     assert same_mark(stripes, stripes._replace(offset=(0, 1)))  # a column shift moves no stripe
     assert not same_mark(grid, grid._replace(alpha=0.5))
     assert not same_mark(grid, grid._replace(period=4))
+    # A frame does not repeat: a wider or inset one paints other pixels, even where a square of
+    # lcm(periods) pixels would be covered by both.
+    frame = grid._replace(pattern="frame", period=1)
+    assert not same_mark(frame, frame._replace(period=2))
+    assert not same_mark(frame, frame._replace(offset=(1, 1)))
+    assert same_mark(frame._replace(pattern="frame+frame"), frame)

@@ -18,9 +18,11 @@ clean and marked (INPUT.WATERMARK of the dataset config and the KEY VALUE overri
         [--config-file configs/trainers/ZeroshotCLIP/tiny.yaml]
         [--backbones tiny-rn tiny-rn-seed1 tiny-rn-seed2] [--format table|markdown] [KEY VALUE ...]
 
-e.g. the ownership mark (white stripes) against a grey one:
+e.g. the benchmark's default white stripes, the ownership mark (an azure frame), and the stripes
+and frame painted together:
     python tools/mark_probe.py --root data
-    python tools/mark_probe.py --root data INPUT.WATERMARK.COLOR "(128, 128, 128)"
+    python tools/mark_probe.py --root data --dataset-config-file configs/datasets/toy_domains_ownership.yaml
+    python tools/mark_probe.py --root data INPUT.WATERMARK.PATTERN stripes+frame
 """
 import argparse
 import os.path as osp

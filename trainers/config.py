@@ -26,7 +26,8 @@ def extend_cfg(cfg):
     # IP-CLIP scenarios, registered in the engine's PRE_TRANSFORM_REGISTRY, applied at the original
     # resolution. ----
     # "watermark": a fixed pattern painted over the image. PATTERN: grid (every PERIOD-th row and column;
-    # period 2 = the release's dense grid, 75 % of the pixels) or stripes (every PERIOD-th row).
+    # period 2 = the release's dense grid, 75 % of the pixels), stripes (every PERIOD-th row) or frame
+    # (a border PERIOD pixels wide); several joined by "+" paint their union.
     cfg.INPUT.WATERMARK = CN()
     cfg.INPUT.WATERMARK.PATTERN = "grid"
     cfg.INPUT.WATERMARK.PERIOD = 2

@@ -19,7 +19,8 @@ import numpy as np
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
 from dassl.errors import ConfigError
 
-from ..transforms.watermark import WATERMARK_PATTERNS, apply_watermark, check_watermark_settings
+from ..transforms.watermark import (WATERMARK_PATTERNS, apply_watermark, check_watermark_settings,
+                                   pattern_mask)
 
 __all__ = ["WatermarkKey", "owner_key", "forged_key", "same_mark", "standard_forgeries", "forged_watermark"]
 
@@ -64,15 +65,17 @@ def forged_key(cfg):
 
 
 def _mask(key, side):
-    return WATERMARK_PATTERNS[key.pattern](side, side, key.period, key.offset)
+    return pattern_mask(key.pattern, side, side, key.period, key.offset)
 
 
 def same_mark(a, b):
-    """Whether two keys paint the same pixels in the same colour and opacity on every image. The masks
-    repeat every period rows and columns, so comparing them over lcm(periods) pixels decides it."""
+    """Whether two keys paint the same pixels in the same colour and opacity on every image. Lines
+    repeat every period rows and columns and a frame ends period + offset pixels from each edge, so
+    a square of lcm(periods) pixels beyond both frames' bands on each side decides it."""
     if a.color != b.color or a.alpha != b.alpha:
         return False
-    side = math.lcm(a.period, b.period)
+    band = max(key.period + max(key.offset) for key in (a, b))
+    side = math.lcm(a.period, b.period) + 2 * band
     return bool(np.array_equal(_mask(a, side), _mask(b, side)))
 
 

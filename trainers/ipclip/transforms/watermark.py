@@ -4,7 +4,9 @@ The ownership and authorization scenarios need a mark that is identical on every
 learns to tell marked from clean images), so a pattern is a deterministic boolean mask of the image
 size, computed with numpy broadcasting. Patterns live in a small name -> mask-function table so a
 config can pick one (`INPUT.WATERMARK.PATTERN`); the default `grid` is the release's dense grid,
-`stripes` its rows only, `frame` a border that leaves the object untouched (docs/method.md M11).
+`stripes` its rows only, `frame` a border that leaves the object untouched (docs/method.md M11);
+names joined by "+" paint their union (the toy benchmark's ownership and authorization marks are
+a frame, M14).
 `INPUT.WATERMARK.ALPHA` is the mark's opacity: 1 paints the colour (the release), a lower value blends
 it in, for a mark a small or low-resolution CLIP can still see through (a faint mark still separates
 marked from clean images, yet leaves the object recognisable to a model that was not taught to refuse).
@@ -20,8 +22,8 @@ from PIL import Image
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
 from dassl.errors import ConfigError
 
-__all__ = ["WATERMARK_PATTERNS", "check_watermark_settings", "watermark_mask", "apply_watermark",
-           "watermark"]
+__all__ = ["WATERMARK_PATTERNS", "PATTERN_JOIN", "check_watermark_settings", "pattern_mask",
+           "watermark_mask", "apply_watermark", "watermark"]
 
 WHITE = (255, 255, 255)
 
@@ -30,6 +32,8 @@ WHITE = (255, 255, 255)
 WATERMARK_PATTERNS = {}
 #: The mark's position when none is given: its lines go through row 0 and column 0.
 NO_OFFSET = (0, 0)
+#: Joins pattern names into one mark painting all of them (e.g. "stripes+frame").
+PATTERN_JOIN = "+"
 
 
 def _pattern(name):
@@ -73,6 +77,13 @@ def _frame(height, width, period, offset=NO_OFFSET):
     return np.logical_and.outer(on_row, within_col) | np.logical_and.outer(within_row, on_col)
 
 
+def pattern_mask(pattern, height, width, period, offset=NO_OFFSET):
+    """The mask of `pattern`, a name of WATERMARK_PATTERNS or several joined by PATTERN_JOIN (their
+    union: one mark that shows on more domains than each part, docs/method.md M14)."""
+    masks = [WATERMARK_PATTERNS[name](height, width, period, offset) for name in pattern.split(PATTERN_JOIN)]
+    return np.logical_or.reduce(masks)
+
+
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -105,10 +116,11 @@ def check_offset(value, key):
 def check_watermark_settings(pattern, period, color, alpha=1.0, prefix="", offset=NO_OFFSET):
     """(pattern, period, color, alpha, offset) checked and normalised; `prefix` names the settings'
     config node in the errors (e.g. "INPUT.WATERMARK.")."""
-    if pattern not in WATERMARK_PATTERNS:
+    if not isinstance(pattern, str) or not all(name in WATERMARK_PATTERNS
+                                               for name in pattern.split(PATTERN_JOIN)):
         raise ConfigError(
-            f'{prefix}PATTERN "{pattern}" is not a known watermark pattern; '
-            f"choose one of {sorted(WATERMARK_PATTERNS)}."
+            f'{prefix}PATTERN "{pattern}" is not a known watermark pattern; choose one of '
+            f'{sorted(WATERMARK_PATTERNS)}, or several joined by "{PATTERN_JOIN}" (e.g. "stripes+frame").'
         )
     if not _is_int(period) or period < 1:
         raise ConfigError(f"{prefix}PERIOD must be an integer >= 1 (pixels between lines); got {period!r}")
@@ -122,7 +134,7 @@ def check_watermark_settings(pattern, period, color, alpha=1.0, prefix="", offse
 def watermark_mask(pattern, height, width, period=2, offset=NO_OFFSET):
     """Boolean array [height, width]: True on the pixels `pattern` paints."""
     pattern, period, _, _, offset = check_watermark_settings(pattern, period, WHITE, offset=offset)
-    return WATERMARK_PATTERNS[pattern](height, width, period, offset)
+    return pattern_mask(pattern, height, width, period, offset)
 
 
 def _blend(values, fill, alpha):
@@ -150,7 +162,7 @@ def apply_watermark(img, pattern="grid", period=2, color=WHITE, alpha=1.0, offse
     size and mode."""
     pattern, period, color, alpha, offset = check_watermark_settings(pattern, period, color, alpha,
                                                                      offset=offset)
-    mask = WATERMARK_PATTERNS[pattern](img.height, img.width, period, offset)
+    mask = pattern_mask(pattern, img.height, img.width, period, offset)
     if img.mode in ("RGB", "RGBA", "L"):
         return _paint(img, mask, color, alpha)
     return _paint(img.convert("RGB"), mask, color, alpha).convert(img.mode)
