@@ -150,8 +150,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="data", help="DATASET.ROOT (default data)")
     parser.add_argument("--dataset-config-file", default="configs/datasets/toy_domains.yaml",
-                        help="dataset config whose INPUT.WATERMARK is the mark (default: the ownership "
-                             "mark of the synthetic benchmark)")
+                        help="dataset config whose INPUT.WATERMARK is the mark (default: the synthetic "
+                             "benchmark's white stripes; toy_domains_ownership.yaml: its ownership mark)")
     parser.add_argument("--config-file", default="configs/trainers/ZeroshotCLIP/tiny.yaml",
                         help="ZeroshotCLIP config (input size, template)")
     parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES,

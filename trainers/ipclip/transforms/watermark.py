@@ -80,7 +80,8 @@ def _frame(height, width, period, offset=NO_OFFSET):
 def pattern_mask(pattern, height, width, period, offset=NO_OFFSET):
     """The mask of `pattern`, a name of WATERMARK_PATTERNS or several joined by PATTERN_JOIN (their
     union: one mark that shows on more domains than each part, docs/method.md M14)."""
-    masks = [WATERMARK_PATTERNS[name](height, width, period, offset) for name in pattern.split(PATTERN_JOIN)]
+    masks = [WATERMARK_PATTERNS[name](height, width, period, offset)
+             for name in pattern.split(PATTERN_JOIN)]
     return np.logical_or.reduce(masks)
 
 
