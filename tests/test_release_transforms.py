@@ -115,6 +115,12 @@ def test_release_mixture_takes_the_train_transform_only_for_clean_images():
     assert results == {("train", (64, 48)), ("test", (40, 40))}
 
 
+def test_key_after_style_is_refused_with_the_release_pipeline():
+    mix = auth_mixture(release_cfg(AUTH_MIX__KEY_AFTER_STYLE=0.5))
+    with pytest.raises(ValueError, match="KEY_AFTER_STYLE > 0 needs INPUT.STRONG_STYLE.VARIANT 'ours'"):
+        mix.training_pipeline(tfm_train, tfm_test)
+
+
 @pytest.mark.parametrize("sticky", [False, True])
 def test_sticky_mixture_is_the_release_accident(sticky):
     mix = auth_mixture(release_cfg(AUTH_MIX__STICKY=sticky))

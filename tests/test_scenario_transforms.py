@@ -281,6 +281,35 @@ def test_mixture_cases_compose_the_watermark_and_strong_style():
     assert all(np.array_equal(np.asarray(only_marked(img)), marked) for _ in range(5))
 
 
+def test_key_after_style_paints_an_intact_key_over_the_new_style():
+    # strong_style = a grey square larger than the image: it hides a key painted before it
+    whole_grey = dict(STRONG_STYLE__PROB=0.0, STRONG_STYLE__CUTOUT_SIZE=100)
+    img = noise_image(levels=(0, 90))
+    grey = Image.new("RGB", img.size, (127, 127, 127))
+    key_first = auth_mixture(cfg_with(**whole_grey))
+    key_last = auth_mixture(cfg_with(**whole_grey, AUTH_MIX__KEY_AFTER_STYLE=1.0))
+    assert np.array_equal(np.asarray(key_first.apply_case(img, 0)), np.asarray(grey))
+    assert np.array_equal(np.asarray(key_last.apply_case(img, 0)), np.asarray(apply_watermark(grey)))
+    # the other cases do not carry the key either way
+    assert np.array_equal(np.asarray(key_last.apply_case(img, 1)), np.asarray(grey))
+    assert key_last.apply_case(img, 2) is img
+
+
+def test_key_after_style_is_a_share_of_the_keyed_case():
+    mix = auth_mixture(cfg_with(STRONG_STYLE__PROB=0.0, STRONG_STYLE__CUTOUT_SIZE=100,
+                                AUTH_MIX__KEY_AFTER_STYLE=0.3))
+    img = noise_image(levels=(0, 90))
+    seed_all(0)
+    keyed = [bool(np.any(np.asarray(mix.apply_case(img, 0)) != 127)) for _ in range(1000)]
+    assert np.mean(keyed) == pytest.approx(0.3, abs=0.05)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "half", True])
+def test_bad_key_after_style_is_refused(share):
+    with pytest.raises(ConfigError, match=r"INPUT.AUTH_MIX.KEY_AFTER_STYLE must be a number in \[0, 1\]"):
+        auth_mixture(cfg_with(AUTH_MIX__KEY_AFTER_STYLE=share))
+
+
 @pytest.mark.parametrize("rates", [(0.5, 0.5), (0.6, 0.6, -0.2), (0.5, 0.2, 0.2), ("a", 0.5, 0.5), 1.0])
 def test_bad_rates_are_refused(rates):
     with pytest.raises(ValueError, match=r"INPUT.AUTH_MIX.RATES must be 3 non-negative numbers summing to 1"):

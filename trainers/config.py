@@ -59,6 +59,10 @@ def extend_cfg(cfg):
     # The release's accident, reproduced on demand: once an image of the stream (in one data-loader
     # worker and epoch) has drawn a strong_style case, every later "clean" draw is strong_style only too.
     cfg.INPUT.AUTH_MIX.STICKY = False
+    # Share of the watermark + strong_style images whose key is painted after the restyling (the key
+    # intact on a new style, as on a keyed image of another domain) instead of before it (the
+    # release's order, in which the restyling recolours and moves the key too). In [0, 1].
+    cfg.INPUT.AUTH_MIX.KEY_AFTER_STYLE = 0.0
 
     # ---- Input attacks (trainers/ipclip/attacks/input_attacks.py): pre-transforms an attacker applies
     # to unauthorized images before inference, named in DATASET.TEST_SETS of an eval-only run. ----

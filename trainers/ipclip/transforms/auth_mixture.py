@@ -11,6 +11,10 @@ worker's epoch a "clean" draw is restyled too: in effect about 40 % watermark + 
 and almost no clean image. INPUT.AUTH_MIX.STICKY reproduces that accident. With the release's strong
 augmentation (INPUT.STRONG_STYLE.VARIANT release) the restyled cases end at the network's input size
 and the clean case takes the train transform: `training_pipeline` builds that per-image choice.
+
+In the release's order the restyling also edits the key (recolours it, moves it, cuts into it), so
+the model never sees an intact key on a foreign style, which is what a keyed image of another domain
+is. INPUT.AUTH_MIX.KEY_AFTER_STYLE paints the key after the restyling on that share of case 0.
 """
 import math
 import numbers
@@ -20,7 +24,7 @@ import torch
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY
 from dassl.errors import ConfigError
 
-from .strong_style import strong_style
+from .strong_style import check_unit, strong_style
 from .watermark import watermark
 
 __all__ = ["AUTH_MIX_CASES", "check_rates", "auth_mixture"]
@@ -61,6 +65,8 @@ class auth_mixture:
         if not isinstance(sticky, bool):
             raise ConfigError(f"INPUT.AUTH_MIX.STICKY must be True or False; got {sticky!r}")
         self.sticky = sticky
+        self.key_after_style = check_unit(cfg.INPUT.AUTH_MIX.KEY_AFTER_STYLE,
+                                          "INPUT.AUTH_MIX.KEY_AFTER_STYLE")
         self.restyled_seen = False  # per copy: each data-loader worker holds its own
         self.watermark = watermark(cfg)
         self.strong_style = strong_style(cfg)
@@ -80,6 +86,12 @@ class auth_mixture:
         """PIL -> tensor per image when the strong augmentation brings its own pipeline (the
         release's); None otherwise (this pre-transform, then the train transform)."""
         strong = self.strong_style.training_pipeline(tfm_train, tfm_test)
+        if strong is not None and self.key_after_style > 0:
+            raise ConfigError(
+                "INPUT.AUTH_MIX.KEY_AFTER_STYLE > 0 needs INPUT.STRONG_STYLE.VARIANT 'ours': the "
+                "release's strong augmentation ends in a tensor, on which the key cannot be painted; "
+                f"got KEY_AFTER_STYLE {self.key_after_style} with VARIANT 'release'"
+            )
         return None if strong is None else AuthMixturePipeline(self, strong, tfm_train)
 
     def _draw_rate(self):
@@ -95,6 +107,9 @@ class auth_mixture:
     def apply_case(self, img, case):
         """`img` edited as case `case` (an index into AUTH_MIX_CASES)."""
         if case == 0:
+            # no draw when the share is 0, so the release's order keeps its random stream
+            if self.key_after_style > 0 and torch.rand(()).item() < self.key_after_style:
+                return self.watermark(self.strong_style(img))
             return self.strong_style(self.watermark(img))
         if case == 1:
             return self.strong_style(img)
@@ -109,7 +124,8 @@ class auth_mixture:
 
     def __repr__(self):
         rates = ", ".join(f"{name}: {rate:.3g}" for name, rate in zip(AUTH_MIX_CASES, self.rates))
-        return f"auth_mixture({rates}; {self.watermark!r}, {self.strong_style!r})"
+        return (f"auth_mixture({rates}; key after style {self.key_after_style:.3g}; "
+                f"{self.watermark!r}, {self.strong_style!r})")
 
 
 class AuthMixturePipeline:

@@ -79,7 +79,8 @@ def _check_int(value, key, low, high=None):
     return int(value)
 
 
-def _check_unit(value, key):
+def check_unit(value, key):
+    """`value` as a float in [0, 1]; a clear error naming `key` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{key} must be a number in [0, 1]; got {value!r}")
     return float(value)
@@ -102,8 +103,8 @@ class strong_style:
         # the release draws its ops with replacement, so any count works; ours takes distinct ops
         max_ops = len(STRONG_STYLE_OPS) if self.variant == "ours" else None
         self.num_ops = _check_int(node.NUM_OPS, key + "NUM_OPS", 0, max_ops)
-        self.prob = _check_unit(node.PROB, key + "PROB")
-        self.max_magnitude = _check_unit(node.MAX_MAGNITUDE, key + "MAX_MAGNITUDE")
+        self.prob = check_unit(node.PROB, key + "PROB")
+        self.max_magnitude = check_unit(node.MAX_MAGNITUDE, key + "MAX_MAGNITUDE")
         self.cutout_size = _check_int(node.CUTOUT_SIZE, key + "CUTOUT_SIZE", 0)
         self.cutout_fill = check_rgb(node.CUTOUT_FILL, key + "CUTOUT_FILL")
         self.release_ops = None
