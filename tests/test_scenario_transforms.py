@@ -13,7 +13,7 @@ from dassl.data.transforms import PRE_TRANSFORM_REGISTRY, build_pre_transform
 from dassl.errors import ConfigError
 from trainers.config import extend_cfg
 from trainers.ipclip.transforms.auth_mixture import AUTH_MIX_CASES, auth_mixture
-from trainers.ipclip.transforms.strong_style import STRONG_STYLE_OPS, strong_style
+from trainers.ipclip.transforms.strong_style import STRONG_STYLE_OPS, random_conv, strong_style
 from trainers.ipclip.transforms.watermark import (
     WATERMARK_PATTERNS,
     apply_watermark,
@@ -223,9 +223,50 @@ def test_strong_style_without_ops_or_cutout_is_the_identity():
     assert np.array_equal(np.asarray(style(img)), np.asarray(img))
 
 
+def test_random_conv_blends_a_filtered_image_by_its_strength():
+    img = noise_image(24, 20, levels=(0, 60, 200, 255))
+    seed_all(0)
+    assert np.array_equal(np.asarray(random_conv(img, 0.0, 3)), np.asarray(img))
+    for side in (1, 3, 7):
+        out = random_conv(img, 1.0, side)
+        assert out.size == img.size and out.mode == "RGB"
+        assert not np.array_equal(np.asarray(out), np.asarray(img))
+        # brought back to the input's overall brightness (up to the clipping to [0, 255])
+        assert abs(np.asarray(out).mean() - np.asarray(img).mean()) < 40
+
+
+def test_random_conv_of_side_one_only_remaps_colours():
+    """A 1 x 1 filter mixes each pixel's channels alone: pixels of one colour stay one colour."""
+    img = noise_image(16, 16, levels=(0, 255))
+    seed_all(1)
+    out = np.asarray(random_conv(img, 1.0, 1)).reshape(-1, 3)
+    colours = np.asarray(img).reshape(-1, 3)
+    for colour in np.unique(colours, axis=0):
+        assert len(np.unique(out[(colours == colour).all(axis=1)], axis=0)) == 1
+
+
+def test_strong_style_random_conv_is_off_by_default_and_changes_the_image_when_on():
+    bare = dict(STRONG_STYLE__NUM_OPS=0, STRONG_STYLE__CUTOUT_SIZE=0)
+    img = noise_image(levels=(0, 60, 200, 255))
+    assert project_cfg().INPUT.STRONG_STYLE.RANDOM_CONV_PROB == 0.0
+    on = strong_style(cfg_with(STRONG_STYLE__RANDOM_CONV_PROB=1.0, **bare))
+    seed_all(0)
+    changed = [not np.array_equal(np.asarray(on(img)), np.asarray(img)) for _ in range(5)]
+    assert sum(changed) >= 4  # the strength is drawn in [0, MAX_MAGNITUDE]
+
+
+def test_random_conv_needs_our_variant():
+    cfg = cfg_with(STRONG_STYLE__RANDOM_CONV_PROB=0.5, STRONG_STYLE__VARIANT="release")
+    with pytest.raises(ValueError, match="RANDOM_CONV_PROB > 0 needs INPUT.STRONG_STYLE.VARIANT 'ours'"):
+        strong_style(cfg)
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
+        ("STRONG_STYLE__RANDOM_CONV_PROB", 2.0, r"RANDOM_CONV_PROB must be a number in \[0, 1\]"),
+        ("STRONG_STYLE__RANDOM_CONV_KERNELS", (2, 3), "RANDOM_CONV_KERNELS must be a non-empty list of odd"),
+        ("STRONG_STYLE__RANDOM_CONV_KERNELS", (), "RANDOM_CONV_KERNELS must be a non-empty list of odd"),
         ("STRONG_STYLE__NUM_OPS", 11, r"NUM_OPS must be an integer in \[0, 10\]"),
         ("STRONG_STYLE__PROB", 1.5, r"PROB must be a number in \[0, 1\]"),
         ("STRONG_STYLE__MAX_MAGNITUDE", -0.1, r"MAX_MAGNITUDE must be a number in \[0, 1\]"),

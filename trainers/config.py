@@ -46,6 +46,10 @@ def extend_cfg(cfg):
     cfg.INPUT.STRONG_STYLE.MAX_MAGNITUDE = 1.0
     cfg.INPUT.STRONG_STYLE.CUTOUT_SIZE = 16
     cfg.INPUT.STRONG_STYLE.CUTOUT_FILL = (127, 127, 127)
+    # Probability of a random convolution after the ops (a texture and colour shift; "ours" only; 0: off),
+    # its filter side drawn from RANDOM_CONV_KERNELS, blended in at a strength up to MAX_MAGNITUDE.
+    cfg.INPUT.STRONG_STYLE.RANDOM_CONV_PROB = 0.0
+    cfg.INPUT.STRONG_STYLE.RANDOM_CONV_KERNELS = (1, 3, 5, 7)
     # Which strong augmentation: "ours" (the op list above, at the original resolution, followed by the
     # usual train transform) or "release" (the release's target-free transform: resize + center crop to
     # INPUT.SIZE, then NUM_OPS ops drawn with replacement from its 14-op table (Identity included) at a

@@ -5,6 +5,9 @@ geometric edits is applied with probability PROB at a random strength up to MAX_
 in [0, 1], the units of `randaugment.AUGMENT_OPS`), in a random order, then a grey square is cut out;
 at the image's original resolution, before the usual train transform.
 
+INPUT.STRONG_STYLE.RANDOM_CONV_PROB (ours, default 0: off) adds a random convolution after those ops
+(`random_conv`): a texture and colour shift that no global op paints.
+
 VARIANT "release": the release's target-free transform: resize (shorter side) and center crop to
 INPUT.SIZE, then `randaugment_opmatch.RandAugmentOPMatch` (NUM_OPS ops with replacement, PROB, the
 CUTOUT_SIZE cutout at the network's resolution); a training stream then only converts the image to
@@ -16,7 +19,9 @@ fixes.
 import numbers
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms as T
+import torchvision.transforms.functional as TF
 
 from dassl.data.transforms.pre_transforms import PRE_TRANSFORM_REGISTRY, PreThen
 from dassl.data.transforms.randaugment import apply_op
@@ -29,7 +34,7 @@ from .watermark import check_rgb
 #: Values of INPUT.STRONG_STYLE.VARIANT.
 STRONG_STYLE_VARIANTS = ("ours", "release")
 
-__all__ = ["STRONG_STYLE_OPS", "grey_square", "strong_style"]
+__all__ = ["STRONG_STYLE_OPS", "grey_square", "random_conv", "strong_style"]
 
 _AFFINE_OPS = ("shear_x", "shear_y", "translate_x", "translate_y")
 
@@ -71,12 +76,42 @@ def grey_square(img, size, fill):
     return img
 
 
+def random_conv(img, strength, kernel_size):
+    """`img` through a random convolution (RandConv, Xu et al., ICLR 2021), blended in by `strength`.
+
+    A random 3 -> 3 filter of side `kernel_size` (weights N(0, 1 / fan_in), reflect padding)
+    remaps the colours and, for sides > 1, the local texture while keeping the shapes: a stand-in
+    for a domain that differs in texture, which the global photometric and geometric ops cannot
+    paint. The output is brought back to the input's overall mean and spread (so brightness and
+    contrast stay), clipped to [0, 1], and mixed as (1 - strength) * img + strength * filtered.
+    """
+    x = TF.pil_to_tensor(img).float().div(255).unsqueeze(0)
+    fan_in = x.shape[1] * kernel_size * kernel_size
+    weight = torch.randn(x.shape[1], x.shape[1], kernel_size, kernel_size) / fan_in ** 0.5
+    pad = kernel_size // 2
+    y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x, weight)
+    y = (y - y.mean()) / y.std().clamp_min(1e-6) * x.std() + x.mean()
+    out = ((1 - strength) * x + strength * y.clamp(0, 1)).squeeze(0)
+    return TF.to_pil_image(out.mul(255).round().byte())
+
+
 def _check_int(value, key, low, high=None):
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ConfigError(f"{key} must be an integer {bound}; got {value!r}")
     return int(value)
+
+
+def _check_kernel_sizes(value, key):
+    """`value` as a tuple of odd positive integers (filter sides of `random_conv`)."""
+    valid = (isinstance(value, (tuple, list)) and len(value) > 0
+             and all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k > 0 and k % 2
+                     for k in value))
+    if not valid:
+        raise ConfigError(f"{key} must be a non-empty list of odd positive integers (filter sides "
+                          f"in pixels), e.g. (1, 3, 5, 7); got {value!r}")
+    return tuple(int(k) for k in value)
 
 
 def check_unit(value, key):
@@ -107,6 +142,13 @@ class strong_style:
         self.max_magnitude = check_unit(node.MAX_MAGNITUDE, key + "MAX_MAGNITUDE")
         self.cutout_size = _check_int(node.CUTOUT_SIZE, key + "CUTOUT_SIZE", 0)
         self.cutout_fill = check_rgb(node.CUTOUT_FILL, key + "CUTOUT_FILL")
+        self.random_conv_prob = check_unit(node.RANDOM_CONV_PROB, key + "RANDOM_CONV_PROB")
+        self.random_conv_kernels = _check_kernel_sizes(node.RANDOM_CONV_KERNELS,
+                                                       key + "RANDOM_CONV_KERNELS")
+        if self.variant == "release" and self.random_conv_prob > 0:
+            raise ConfigError(f"{key}RANDOM_CONV_PROB > 0 needs {key}VARIANT 'ours' (the release's "
+                              f"op table has no random convolution); got RANDOM_CONV_PROB "
+                              f"{self.random_conv_prob} with VARIANT 'release'")
         self.release_ops = None
         if self.variant == "release":
             size = tuple(cfg.INPUT.SIZE)
@@ -136,6 +178,10 @@ class strong_style:
             if torch.rand(()).item() < self.prob:
                 strength = torch.rand(()).item() * self.max_magnitude
                 out = STRONG_STYLE_OPS[names[i]](out, strength)
+        # no draw when off, so the op list alone keeps its random stream
+        if self.random_conv_prob > 0 and torch.rand(()).item() < self.random_conv_prob:
+            side = self.random_conv_kernels[torch.randint(len(self.random_conv_kernels), ()).item()]
+            out = random_conv(out, torch.rand(()).item() * self.max_magnitude, side)
         out = grey_square(out, self.cutout_size, self.cutout_fill)
         return out if mode == "RGB" else out.convert(mode)
 
@@ -144,5 +190,6 @@ class strong_style:
             return f"strong_style(variant=release, {self.resize_crop}, {self.release_ops})"
         return (
             f"strong_style(num_ops={self.num_ops}, prob={self.prob}, max_magnitude={self.max_magnitude}, "
-            f"cutout_size={self.cutout_size}, cutout_fill={self.cutout_fill})"
+            f"cutout_size={self.cutout_size}, cutout_fill={self.cutout_fill}, "
+            f"random_conv_prob={self.random_conv_prob}, random_conv_kernels={self.random_conv_kernels})"
         )
