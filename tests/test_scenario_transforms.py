@@ -235,6 +235,12 @@ def test_random_conv_blends_a_filtered_image_by_its_strength():
         assert abs(np.asarray(out).mean() - np.asarray(img).mean()) < 40
 
 
+def test_random_conv_takes_a_filter_wider_than_the_image():
+    img = noise_image(3, 2, levels=(0, 255))
+    seed_all(0)
+    assert random_conv(img, 1.0, 7).size == img.size
+
+
 def test_random_conv_of_side_one_only_remaps_colours():
     """A 1 x 1 filter mixes each pixel's channels alone: pixels of one colour stay one colour."""
     img = noise_image(16, 16, levels=(0, 255))

@@ -76,6 +76,10 @@ def grey_square(img, size, fill):
     return img
 
 
+#: Spread below which a filtered image counts as flat (it is then brought to the input's mean).
+_FLAT_STD = 1e-6
+
+
 def random_conv(img, strength, kernel_size):
     """`img` through a random convolution (RandConv, Xu et al., ICLR 2021), blended in by `strength`.
 
@@ -89,8 +93,10 @@ def random_conv(img, strength, kernel_size):
     fan_in = x.shape[1] * kernel_size * kernel_size
     weight = torch.randn(x.shape[1], x.shape[1], kernel_size, kernel_size) / fan_in ** 0.5
     pad = kernel_size // 2
-    y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x, weight)
-    y = (y - y.mean()) / y.std().clamp_min(1e-6) * x.std() + x.mean()
+    # reflection needs the image wider than the padding; a smaller image repeats its border instead
+    mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"
+    y = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode=mode), weight)
+    y = (y - y.mean()) / y.std().clamp_min(_FLAT_STD) * x.std() + x.mean()
     out = ((1 - strength) * x + strength * y.clamp(0, 1)).squeeze(0)
     return TF.to_pil_image(out.mul(255).round().byte())
 
