@@ -83,10 +83,10 @@ _FLAT_STD = 1e-6
 def random_conv(img, strength, kernel_size):
     """`img` through a random convolution (RandConv, Xu et al., ICLR 2021), blended in by `strength`.
 
-    A random 3 -> 3 filter of side `kernel_size` (weights N(0, 1 / fan_in), reflect padding)
-    remaps the colours and, for sides > 1, the local texture while keeping the shapes: a stand-in
-    for a domain that differs in texture, which the global photometric and geometric ops cannot
-    paint. The output is brought back to the input's overall mean and spread (so brightness and
+    A random 3 -> 3 filter of side `kernel_size` (weights N(0, 1 / fan_in), reflect padding;
+    replicate on an image narrower than the padding) remaps the colours and, for sides > 1, the
+    local texture while keeping the shapes: a stand-in for a domain that differs in texture, which
+    the global photometric and geometric ops cannot paint. The output is brought back to the input's overall mean and spread (so brightness and
     contrast stay), clipped to [0, 1], and mixed as (1 - strength) * img + strength * filtered.
     """
     x = TF.pil_to_tensor(img).float().div(255).unsqueeze(0)
