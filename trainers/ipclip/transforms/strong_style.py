@@ -86,8 +86,9 @@ def random_conv(img, strength, kernel_size):
     A random 3 -> 3 filter of side `kernel_size` (weights N(0, 1 / fan_in), reflect padding;
     replicate on an image narrower than the padding) remaps the colours and, for sides > 1, the
     local texture while keeping the shapes: a stand-in for a domain that differs in texture, which
-    the global photometric and geometric ops cannot paint. The output is brought back to the input's overall mean and spread (so brightness and
-    contrast stay), clipped to [0, 1], and mixed as (1 - strength) * img + strength * filtered.
+    the global photometric and geometric ops cannot paint. The output is brought back to the
+    input's overall mean and spread (so brightness and contrast stay), clipped to [0, 1], and mixed
+    as (1 - strength) * img + strength * filtered.
     """
     x = TF.pil_to_tensor(img).float().div(255).unsqueeze(0)
     fan_in = x.shape[1] * kernel_size * kernel_size
