@@ -241,3 +241,33 @@ def test_standardized_inputs_and_feature_restyle_in_the_guarded_step(toy_root, t
     assert "projector.standardizer.std" in trainer.model.learner.state_dict()
     summary = _one_step(trainer)
     assert torch.isfinite(summary["loss"])
+
+
+def test_learned_anchor_teacher_and_restyled_authorized_copies_in_the_guarded_step(
+        toy_root, tmp_path, random_clip_file):
+    """ANCHOR.TEACHER learned_context: the teacher's context learns beside the projector (and
+    nothing else does), its cross-entropy is logged, and its context is checkpointed and restored;
+    FEATURE_RESTYLE.AUTHORIZED_SHARE runs in the same step without a host sync."""
+    opts = ("TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_ZS", "1.0",
+            "TRAINER.IPCLIP.ANCHOR.TEACHER", "learned_context",
+            "TRAINER.IPCLIP.FEATURE_RESTYLE.AUTHORIZED_SHARE", "0.5")
+    trainer = build_trainer(_cfg(toy_root, tmp_path / "a", random_clip_file, *opts))
+    trainer.fill_banks()
+    model = trainer.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    summary = _one_step(trainer)
+    assert torch.isfinite(summary["loss"]) and "ce_teacher" in summary and "kl_zs" in summary
+    # The context is one parameter registered twice (the teacher's, and the learner's to be
+    # checkpointed); named_parameters lists it once, as the teacher's.
+    learnable = ("learner.projector.", "teacher.context")
+    for name, p in model.named_parameters():
+        if name.startswith(learnable):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None and torch.equal(p, before[name]), name
+    assert model.learner.anchor_context is model.teacher.context
+    assert not torch.equal(model.learner.anchor_context, before["teacher.context"])
+    trainer.save_model(0, str(tmp_path / "a"))
+    other = build_trainer(_cfg(toy_root, tmp_path / "b", random_clip_file, "SEED", "2", *opts))
+    other.load_model(str(tmp_path / "a"), epoch=1)
+    assert torch.equal(other.model.learner.anchor_context, model.learner.anchor_context)

@@ -70,6 +70,25 @@ def test_restyle_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="FEATURE_RESTYLE.PROB"):
         FeatureRestyle.from_cfg(restyle_node(PROB=1.5), 4)
     assert not FeatureRestyle.from_cfg(restyle_node(PROB=0.0), 4).enabled
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.AUTHORIZED_SHARE"):
+        FeatureRestyle.from_cfg(restyle_node(AUTHORIZED_SHARE=-0.1), 4)
+
+
+def test_authorized_copies_replace_a_share_of_the_unauthorized_batch_and_are_always_restyled():
+    """AUTHORIZED_SHARE: the first round(share * B) unauthorized images become copies of the
+    authorized ones (with their labels) and are re-styled whatever PROB says; 0 changes nothing."""
+    restyle = FeatureRestyle.from_cfg(restyle_node(PROB=0.0, AUTHORIZED_SHARE=0.5), 4)
+    assert restyle.enabled
+    x_a, x_u = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    y_a, y_u = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7])
+    mixed, labels, k = restyle.with_authorized_copies(x_a, y_a, x_u, y_u)
+    assert k == 2 and torch.equal(mixed[:2], x_a[:2]) and torch.equal(mixed[2:], x_u[2:])
+    assert labels.tolist() == [0, 1, 6, 7]
+    strength = restyle.draw(4, 4, x_a.device, n_forced=k)
+    assert torch.equal(strength[:4], torch.zeros(4))
+    assert (strength[4:6] >= 0.5).all() and torch.equal(strength[6:], torch.zeros(2))
+    off = FeatureRestyle.from_cfg(restyle_node(PROB=0.5), 4)
+    assert off.with_authorized_copies(x_a, y_a, x_u, y_u)[0] is x_u
 
 
 def test_standardizer_fits_the_authorized_statistics():
@@ -116,8 +135,48 @@ def test_zero_shot_anchor_teacher_is_zero_shot_clip():
     x = images(4, clip_model.visual.input_resolution)
     with torch.no_grad():
         expected = ZeroShotClassifier(clip_model, prompts)(x)
-        got = model.zero_shot_logits(model.encode(x)["image"])
+        got = model.anchor_logits(model.encode(x)["image"])
     torch.testing.assert_close(got, expected.float(), atol=1e-4, rtol=1e-4)
-    assert not any("zero_shot" in key for key in model.state_dict())
+    assert not any("teacher" in key for key in model.state_dict())
+    assert not model.teacher_learns and model.learner.anchor_context is None
     with pytest.raises(RuntimeError, match="zero_shot_prompts"):
-        IPCLIPModel(clip_model, ["cat", "dog"], **kwargs).zero_shot_logits(got)
+        IPCLIPModel(clip_model, ["cat", "dog"], **kwargs).anchor_logits(got)
+
+
+def test_learned_anchor_teacher_starts_as_zero_shot_and_learns_alone():
+    """ANCHOR.TEACHER learned_context: before training its logits are zero-shot CLIP's (the context
+    is the template's words); its own cross-entropy reaches its context and nothing else, the IP
+    loss never reaches it, and its context is checkpointed with the IP learner."""
+    from trainers.ipclip.anchor_teacher import teacher_loss
+    from trainers.ipclip.trainer import trainable_parameters
+    from trainers.zsclip import ZeroShotClassifier
+    clip_model = build_random_clip("tiny-rn")
+    prompts = ["a photo of a cat.", "a photo of a dog."]
+    kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
+    model = IPCLIPModel(clip_model, ["cat", "dog"], zero_shot_prompts=prompts,
+                        anchor_teacher="learned_context", anchor_ctx_init="a photo of a", **kwargs)
+    learn = trainable_parameters(model, train_branch=False)
+    assert model.teacher_learns and any(p is model.learner.anchor_context for p in learn)
+    assert "anchor_context" in model.learner.state_dict()
+    x = images(4, clip_model.visual.input_resolution)
+    with torch.no_grad():
+        expected = ZeroShotClassifier(clip_model, prompts)(x).float()
+    out = model.encode(x)
+    teacher = model.anchor_logits(out["image"])
+    torch.testing.assert_close(teacher.detach(), expected, atol=1e-4, rtol=1e-4)
+
+    labels = torch.tensor([0, 1, 1, 0])
+    teacher_loss(teacher, labels).backward(retain_graph=True)
+    assert model.learner.anchor_context.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.projector.parameters())
+    model.learner.anchor_context.grad = None
+    # The anchor's KL sees the teacher detached: it moves the IP prompts, never the teacher.
+    from trainers.ipclip.loss import per_sample_kl
+    per_sample_kl(teacher.detach(), out["logits"]).mean().backward()
+    assert model.learner.anchor_context.grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+    with pytest.raises(ConfigError, match="ANCHOR.TEACHER"):
+        IPCLIPModel(clip_model, ["cat"], zero_shot_prompts=prompts[:1], anchor_teacher="coop", **kwargs)
+    with pytest.raises(ConfigError, match="CTX_INIT"):
+        IPCLIPModel(clip_model, ["cat"], zero_shot_prompts=prompts[:1],
+                    anchor_teacher="learned_context", anchor_ctx_init="", **kwargs)

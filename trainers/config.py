@@ -166,6 +166,12 @@ def extend_cfg(cfg):
     ip.STATS_NORM = "none"
     ip.STATS_NORM_MIN_STD = 0.1
     ip.STATS_NORM_CLIP = 5.0
+    # The anchor's teacher (LOSS.<S>.W_ZS > 0; trainers/ipclip/anchor_teacher.py): "zero_shot"
+    # (zero-shot CLIP's prompts, frozen) or "learned_context" (a CoOp-style shared context that
+    # learns from the authorized images' cross-entropy beside IP-CLIP and starts as CTX_INIT).
+    ip.ANCHOR = CN()
+    ip.ANCHOR.TEACHER = "zero_shot"
+    ip.ANCHOR.CTX_INIT = "a photo of a"
     # Feature-level style randomisation (trainers/ipclip/feature_restyle.py): a share PROB of the
     # unauthorized images is re-styled inside the image encoder, at the output of the tapped layers
     # LAYERS (indices from 0): per image a strength s ~ U(MIN_STRENGTH, 1), per channel the mean
@@ -177,6 +183,10 @@ def extend_cfg(cfg):
     ip.FEATURE_RESTYLE.MU_SHIFT = 1.0
     ip.FEATURE_RESTYLE.SIGMA_SCALE = 0.5
     ip.FEATURE_RESTYLE.MIN_STRENGTH = 0.5
+    # Share of the unauthorized batch replaced by copies of the authorized images (their labels),
+    # always re-styled: an authorized image (in authorization: its key intact) on a style the
+    # projector never accepted. 0: off.
+    ip.FEATURE_RESTYLE.AUTHORIZED_SHARE = 0.0
     # ---- Release fidelity (docs/method.md): each key's other value reproduces the release ----
     # IP projector and prompt layout: "ours" (per-layer MLPs of (asinh mu, log sigma), M distinct
     # image tokens, prompt [SOS][L domain][M image]) or "release" (domain token = two linear maps of

@@ -12,6 +12,11 @@ Per image, a strength s ~ U(MIN_STRENGTH, 1) and per channel e1, e2 ~ N(0, 1):
     mu' = mu + s * MU_SHIFT * e1 * sigma,   sigma' = sigma * exp(s * SIGMA_SCALE * e2)
     x'  = (x - mu) / sigma * sigma' + mu'
 Shifts are in units of the channel's own spread, so one setting means the same on any backbone.
+
+AUTHORIZED_SHARE replaces that share of the unauthorized batch by copies of the authorized images,
+always re-styled. In authorization this is the stand-in the pixel augmentations could not give: the
+key intact (the pixels are the authorized image's) on a style the projector never accepted, which
+is what a keyed image of another domain is (docs/method.md M17, M18, M20).
 """
 import numbers
 
@@ -42,14 +47,16 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
                           f"e.g. (0,); got {layers!r}")
     return dict(prob=number("PROB", 0.0, 1.0), layers=tuple(int(i) for i in layers),
                 mu_shift=number("MU_SHIFT", 0.0), sigma_scale=number("SIGMA_SCALE", 0.0),
-                min_strength=number("MIN_STRENGTH", 0.0, 1.0))
+                min_strength=number("MIN_STRENGTH", 0.0, 1.0),
+                authorized_share=number("AUTHORIZED_SHARE", 0.0, 1.0))
 
 
 class FeatureRestyle:
     """Draws which images of a batch are re-styled and re-styles their features in the encoder."""
 
-    def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength):
+    def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength, authorized_share=0.0):
         self.prob = prob
+        self.authorized_share = authorized_share
         self.layers = frozenset(layers)
         self.mu_shift = mu_shift
         self.sigma_scale = sigma_scale
@@ -61,12 +68,22 @@ class FeatureRestyle:
 
     @property
     def enabled(self):
-        return self.prob > 0 and (self.mu_shift > 0 or self.sigma_scale > 0)
+        return (self.prob > 0 or self.authorized_share > 0) and (self.mu_shift > 0 or self.sigma_scale > 0)
 
-    def draw(self, n_clean, n_candidates, device):
+    def with_authorized_copies(self, x_a, y_a, x_u, y_u):
+        """(x_u, y_u, k): the first k = round(AUTHORIZED_SHARE * B_u) unauthorized images and labels
+        replaced by the first k authorized ones (both streams are shuffled), to be re-styled."""
+        k = min(round(self.authorized_share * x_u.shape[0]), x_a.shape[0])
+        if k == 0:
+            return x_u, y_u, 0
+        return torch.cat([x_a[:k], x_u[k:]]), torch.cat([y_a[:k], y_u[k:]]), k
+
+    def draw(self, n_clean, n_candidates, device, n_forced=0):
         """Per-image strength [n_clean + n_candidates]: 0 for the first n_clean images (never
-        re-styled), U(MIN_STRENGTH, 1) for each candidate drawn with probability PROB, else 0."""
+        re-styled); for the candidates U(MIN_STRENGTH, 1), kept for the first n_forced and for each
+        other one drawn with probability PROB, else 0."""
         chosen = torch.rand(n_candidates, device=device) < self.prob
+        chosen[:n_forced] = True
         strength = self.min_strength + (1 - self.min_strength) * torch.rand(n_candidates, device=device)
         return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
 

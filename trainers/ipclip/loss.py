@@ -24,8 +24,9 @@ class probabilities after an L2 normalisation along the batch axis.
 pushes only the unauthorized prompts away from the authorized ones instead of also dragging the
 authorized prompts (which CE_a is trying to keep accurate) away from the unauthorized ones.
 
-`w_zs` (ours, 0 in the release) anchors the authorized images' class distribution to zero-shot
-CLIP's (a frozen teacher: the same image feature against the hand-written prompts' text features).
+`w_zs` (ours, 0 in the release) anchors the authorized images' class distribution to a teacher's:
+zero-shot CLIP (the same image feature against the hand-written prompts' text features) or a
+CoOp-style context learned beside IP-CLIP (anchor_teacher.py); the KL never moves the teacher.
 CE_a only sees the few labelled shots; every maximised term pulls the prompts of images that look
 like them away, and the authorized test images, which the shots do not cover, pay for it. The
 teacher's full distribution on each shot is a denser target than its label (knowledge-guided prompt
@@ -201,7 +202,8 @@ class IPCLIPLoss(nn.Module):
         axis: for each image b and channel e, softmax over classes of text[b, :, e] is one
         distribution; KL(p_a || p_u) is summed over classes and averaged over images and channels.
         Image b of one batch is paired with image b of the other. [B, C] logits also work.
-      logits_zs_a [B_a, C] (needed when w_zs > 0): zero-shot CLIP's logits of the authorized images.
+      logits_zs_a [B_a, C] (needed when w_zs > 0): the anchor teacher's logits of the authorized
+        images (anchor_teacher.py; detached here).
     terms: the raw (unclamped) value of every term and the total, detached, as 0-d tensors (no
     .item(), so logging them costs no host synchronisation until the caller asks).
     """
@@ -255,7 +257,7 @@ class IPCLIPLoss(nn.Module):
         if w.w_zs > 0:
             if logits_zs_a is None or logits_zs_a.shape != logits_a.shape:
                 got = None if logits_zs_a is None else tuple(logits_zs_a.shape)
-                raise ValueError(f"IPCLIPLoss: W_ZS {w.w_zs} needs zero-shot logits logits_zs_a of "
+                raise ValueError(f"IPCLIPLoss: W_ZS {w.w_zs} needs the anchor teacher's logits logits_zs_a of "
                                  f"the authorized images, shape {tuple(logits_a.shape)}; got {got}.")
             terms["kl_zs"] = per_sample_kl(logits_zs_a.detach(), logits_a).mean()
             anchor = w.w_zs * terms["kl_zs"]

@@ -14,7 +14,8 @@ from torch import nn
 from dassl.errors import ConfigError
 
 from ..prompts import PromptTemplate
-from ..text_encoder import TextEncoder, class_text_features
+from ..text_encoder import TextEncoder
+from .anchor_teacher import build_anchor_teacher
 from .feature_hooks import RELEASE_SIGMA_SUM_EPS, VisualFeatureTap
 from .ip_projector import IPProjector
 from .ip_projector_release import ReleaseIPProjector
@@ -27,13 +28,16 @@ PROJECTOR_FORMS = ("ours", "release")
 
 
 class IPLearner(nn.Module):
-    """Everything IP-CLIP owns (what is checkpointed): projector, banks (buffers) and branch."""
+    """Everything IP-CLIP owns (what is checkpointed): projector, banks (buffers), branch and, with
+    a learned anchor teacher, its context."""
 
-    def __init__(self, projector, banks, branch):
+    def __init__(self, projector, banks, branch, anchor_context=None):
         super().__init__()
         self.projector = projector
         self.banks = banks
         self.branch = branch
+        # The learned anchor teacher's context (anchor_teacher.LearnedContextTeacher), shared with it.
+        self.anchor_context = anchor_context
 
 
 class IPCLIPModel(nn.Module):
@@ -41,7 +45,8 @@ class IPCLIPModel(nn.Module):
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
-                 stats_norm_min_std=0.1, stats_norm_clip=5.0, zero_shot_prompts=()):
+                 stats_norm_min_std=0.1, stats_norm_clip=5.0, zero_shot_prompts=(),
+                 anchor_teacher="zero_shot", anchor_ctx_init="a photo of a"):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
             raise ConfigError(f"TRAINER.IPCLIP.PROJECTOR must be one of {', '.join(PROJECTOR_FORMS)}, "
@@ -80,14 +85,14 @@ class IPCLIPModel(nn.Module):
                 clip_model, domain_token_init, projector.n_domain_tokens))
         banks = IPStyleBanks(len(classnames), bank_size, embed_dim, prototype_mode=bank_prototype)
         branch = build_style_branch(branch_form, embed_dim, hidden=branch_hidden or None)
-        self.learner = IPLearner(projector, banks, branch)
+        # The W_ZS anchor's teacher (anchor_teacher.py); None without zero-shot prompts (no anchor).
+        self.teacher = build_anchor_teacher(anchor_teacher, clip_model, classnames, zero_shot_prompts,
+                                            anchor_ctx_init)
+        anchor_context = self.teacher.context if getattr(self.teacher, "learns", False) else None
+        self.learner = IPLearner(projector, banks, branch, anchor_context)
         self.template = PromptTemplate(clip_model, classnames, n_ctx=projector.n_context_tokens)
         self.text_encoder = TextEncoder(clip_model)
         self.text_chunk_size = text_chunk_size
-        # Zero-shot CLIP's class text features (the W_ZS anchor's teacher): frozen, not checkpointed.
-        zero_shot = (class_text_features(clip_model, zero_shot_prompts).float()
-                     if zero_shot_prompts else None)
-        self.register_buffer("zero_shot_text", zero_shot, persistent=False)
 
     @property
     def projector(self):
@@ -133,12 +138,17 @@ class IPCLIPModel(nn.Module):
                                  max_length=self.template.max_length)
         return text.view(batch, num_classes, -1)
 
-    def zero_shot_logits(self, image):
-        """Zero-shot CLIP's logits [B, C] of L2-normalised image features [B, E] (no gradient)."""
-        if self.zero_shot_text is None:
+    @property
+    def teacher_learns(self):
+        return getattr(self.teacher, "learns", False)
+
+    def anchor_logits(self, image):
+        """The anchor teacher's logits [B, C] of L2-normalised image features [B, E]: detached for
+        zero-shot CLIP, with a gradient into the learned teacher's context only."""
+        if self.teacher is None:
             raise RuntimeError("IPCLIPModel was built without zero_shot_prompts; pass the class "
-                               "prompts to use the zero-shot anchor (LOSS.<SCENARIO>.W_ZS).")
-        return (self.logit_scale() * image @ self.zero_shot_text.t()).detach()
+                               "prompts to use the anchor (LOSS.<SCENARIO>.W_ZS).")
+        return self.teacher(image.float(), self.logit_scale(), self.text_encoder)
 
     def forward(self, images):
         return self.encode(images)["logits"]

@@ -15,6 +15,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from ..clip_backbone import load_clip_for_trainer
 from ..precision import autocast, backward_and_step, check_precision, make_grad_scaler
 from ..zsclip import class_prompts
+from .anchor_teacher import teacher_loss
 from .feature_restyle import FeatureRestyle
 from .loss import IPCLIPLoss, IPCLIPLossWeights, kl_feature_scale
 from .model import PROJECTOR_FORMS, IPCLIPModel
@@ -45,6 +46,8 @@ def trainable_parameters(model, train_branch):
     for p in model.parameters():
         p.requires_grad_(False)
     learn = list(model.projector.parameters())
+    if model.learner.anchor_context is not None:
+        learn.append(model.learner.anchor_context)
     if train_branch:
         learn += list(model.branch.parameters())
     for p in learn:
@@ -56,21 +59,29 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     """IP-CLIP's loss on one authorized + one unauthorized batch -> (loss, detached terms).
 
     One forward over both streams: a single image-encoder call and a single text-encoder call.
-    `restyle` (a FeatureRestyle): re-styles a share of the unauthorized images inside the encoder.
+    `restyle` (a FeatureRestyle): re-styles a share of the unauthorized images inside the encoder
+    (and, with AUTHORIZED_SHARE, puts re-styled copies of authorized images in that stream).
     """
     n = x_a.shape[0]
     hook = None
     if restyle is not None and restyle.enabled:
-        hook = restyle.hook(restyle.draw(n, x_u.shape[0], x_a.device))
+        x_u, y_u, n_copies = restyle.with_authorized_copies(x_a, y_a, x_u, y_u)
+        hook = restyle.hook(restyle.draw(n, x_u.shape[0], x_a.device, n_copies))
     out = model.encode(torch.cat([x_a, x_u]), restyle=hook)
     logits_a, logits_u = out["logits"][:n], out["logits"][n:]
     text_a, text_u = out["text"][:n], out["text"][n:]
     dom_a, dom_u = out["domain_tokens"][:n], out["domain_tokens"][n:]
     logits_ai, logits_ui = model.branch_logits(out["image"][:n], text_a, text_u)
     kl_scale = kl_feature_scale(loss_fn.weights.kl_form, model.logit_scale())
-    logits_zs_a = model.zero_shot_logits(out["image"][:n]) if loss_fn.weights.w_zs > 0 else None
+    logits_zs_a = model.anchor_logits(out["image"][:n]) if loss_fn.weights.w_zs > 0 else None
     loss, terms = loss_fn(logits_a, y_a, logits_u, y_u, logits_ai, logits_ui,
                           dom_a, dom_u, kl_scale * text_a, kl_scale * text_u, logits_zs_a)
+    if model.teacher_learns:
+        # The learned teacher's own objective; its gradient reaches its context alone.
+        terms["ce_teacher"] = teacher_loss(logits_zs_a, y_a)
+        loss = loss + terms["ce_teacher"]
+        terms["ce_teacher"] = terms["ce_teacher"].detach()
+        terms["total"] = loss.detach()
     terms["acc_a"] = (logits_a.argmax(dim=1) == y_a).float().mean() * 100
     terms["acc_u"] = (logits_u.argmax(dim=1) == y_u).float().mean() * 100
     return loss, terms
@@ -122,6 +133,7 @@ class IPCLIP(TrainerXU):
             bank_prototype=icfg.BANK_PROTOTYPE, stats_norm=icfg.STATS_NORM,
             stats_norm_min_std=icfg.STATS_NORM_MIN_STD, stats_norm_clip=icfg.STATS_NORM_CLIP,
             zero_shot_prompts=zero_shot_prompts,
+            anchor_teacher=icfg.ANCHOR.TEACHER, anchor_ctx_init=icfg.ANCHOR.CTX_INIT,
         )
         params = trainable_parameters(self.model, icfg.TRAIN_BRANCH)
         print(f"Scenario: {icfg.SCENARIO}; domain tokens: {self.model.projector.n_domain_tokens}, "
