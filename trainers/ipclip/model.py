@@ -88,8 +88,8 @@ class IPCLIPModel(nn.Module):
         # The W_ZS anchor's teacher (anchor_teacher.py); None without zero-shot prompts (no anchor).
         self.teacher = build_anchor_teacher(anchor_teacher, clip_model, classnames, zero_shot_prompts,
                                             anchor_ctx_init)
-        anchor_context = self.teacher.context if getattr(self.teacher, "learns", False) else None
-        self.learner = IPLearner(projector, banks, branch, anchor_context)
+        self.learner = IPLearner(projector, banks, branch,
+                                 self.teacher.context if self.teacher_learns else None)
         self.template = PromptTemplate(clip_model, classnames, n_ctx=projector.n_context_tokens)
         self.text_encoder = TextEncoder(clip_model)
         self.text_chunk_size = text_chunk_size

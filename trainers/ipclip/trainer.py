@@ -78,10 +78,9 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
                           dom_a, dom_u, kl_scale * text_a, kl_scale * text_u, logits_zs_a)
     if model.teacher_learns:
         # The learned teacher's own objective; its gradient reaches its context alone.
-        terms["ce_teacher"] = teacher_loss(logits_zs_a, y_a)
-        loss = loss + terms["ce_teacher"]
-        terms["ce_teacher"] = terms["ce_teacher"].detach()
-        terms["total"] = loss.detach()
+        ce_teacher = teacher_loss(logits_zs_a, y_a)
+        loss = loss + ce_teacher
+        terms["ce_teacher"], terms["total"] = ce_teacher.detach(), loss.detach()
     terms["acc_a"] = (logits_a.argmax(dim=1) == y_a).float().mean() * 100
     terms["acc_u"] = (logits_u.argmax(dim=1) == y_u).float().mean() * 100
     return loss, terms
