@@ -82,8 +82,8 @@ def make_cfg():
 
 
 @pytest.fixture(scope="session")
-def toy_root(tmp_path_factory):
-    """A DATASET.ROOT in which ToyDomains has been generated with the default parameters.
+def toy_root(tmp_path_factory, make_cfg):
+    """A DATASET.ROOT in which ToyDomains has been generated with the parameters of its dataset config.
 
     Shared by the session: tests that change split settings should point DATASET.SPLIT_DIR to their
     own temporary folder rather than write a second split policy here.
@@ -91,7 +91,7 @@ def toy_root(tmp_path_factory):
     from datasets.toy_domains import DATASET_DIR, ToyParams, generate_toy_domains
 
     root = tmp_path_factory.mktemp("toy_data")
-    generate_toy_domains(root / DATASET_DIR, ToyParams())
+    generate_toy_domains(root / DATASET_DIR, ToyParams.from_cfg(make_cfg("configs/datasets/toy_domains.yaml")))
     return str(root)
 
 

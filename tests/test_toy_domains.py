@@ -10,7 +10,7 @@ from PIL import Image
 from dassl.data.datasets import DATASET_REGISTRY, build_dataset
 from dassl.data.datasets.errors import DatasetError
 from datasets import ToyDomains
-from datasets.toy_domains import DATASET_DIR, MARKER_FILE, ToyParams, generate_toy_domains
+from datasets.toy_domains import DATASET_DIR, EXTRA_TEST_PREFIX, MARKER_FILE, ToyParams, generate_toy_domains
 from datasets.toy_render import CLASSNAMES, DOMAINS, render_images
 
 SMALL = ToyParams(images_per_class=2, image_size=16, seed=3)
@@ -92,15 +92,17 @@ def test_domains_are_told_apart_by_style_alone():
 
 
 # -- generated tree ---------------------------------------------------------------------------------
-def test_default_tree_layout_and_counts(toy_root):
-    params = ToyParams()
+def test_default_tree_layout_and_counts(toy_root, make_cfg):
+    params = ToyParams.from_cfg(make_cfg("configs/datasets/toy_domains.yaml"))
+    assert params.extra_test_per_class > 0  # the benchmark's config asks for test-only images
     root = osp.join(toy_root, DATASET_DIR)
     assert sorted(d for d in os.listdir(root) if osp.isdir(osp.join(root, d)) and d != "splits") == sorted(DOMAINS)
     for domain in DOMAINS:
         assert sorted(os.listdir(osp.join(root, domain))) == sorted(CLASSNAMES)
         for cls in CLASSNAMES:
             files = sorted(os.listdir(osp.join(root, domain, cls)))
-            assert files == [f"{i:04d}.png" for i in range(params.images_per_class)]
+            assert files == ([f"{i:04d}.png" for i in range(params.images_per_class)]
+                             + [f"{EXTRA_TEST_PREFIX}{i:04d}.png" for i in range(params.extra_test_per_class)])
     with Image.open(osp.join(root, DOMAINS[0], CLASSNAMES[0], "0000.png")) as img:
         assert img.size == (params.image_size, params.image_size) and img.mode == "RGB"
     with open(osp.join(root, MARKER_FILE)) as f:
@@ -147,6 +149,17 @@ def test_foreign_folder_is_refused_and_empty_folder_filled(tmp_path):
 def test_bad_parameters_give_a_config_key(make_cfg):
     with pytest.raises(DatasetError, match="DATASET.TOY.IMAGES_PER_CLASS"):
         ToyParams.from_cfg(make_cfg(DATASET__TOY__IMAGES_PER_CLASS=1))
+    with pytest.raises(DatasetError, match="DATASET.TOY.EXTRA_TEST_PER_CLASS"):
+        ToyParams.from_cfg(make_cfg(DATASET__TOY__EXTRA_TEST_PER_CLASS=-1))
+
+
+def test_tree_made_before_test_only_images_reads_with_none(tmp_path):
+    # A marker without the key (trees made before it existed) is the tree with no test-only images.
+    root = generate_toy_domains(tmp_path / DATASET_DIR, SMALL)
+    with open(osp.join(root, MARKER_FILE)) as f:
+        assert "extra_test_per_class" not in json.load(f)
+    with pytest.raises(DatasetError, match=r"extra_test_per_class: None there, 3 asked"):
+        generate_toy_domains(root, ToyParams(2, 16, seed=3, extra_test_per_class=3))
 
 
 # -- the registered dataset -------------------------------------------------------------------------
@@ -164,12 +177,41 @@ def test_toy_domains_as_a_domain_dataset(toy_root, make_cfg):
     dataset = build_dataset(cfg)
     assert isinstance(dataset, ToyDomains)
     per_domain = cfg.DATASET.TOY.IMAGES_PER_CLASS * len(CLASSNAMES)
-    n_test = len(CLASSNAMES) * round(cfg.DATASET.TOY.IMAGES_PER_CLASS * cfg.DATASET.TEST_FRACTION)
+    n_split_test = len(CLASSNAMES) * round(cfg.DATASET.TOY.IMAGES_PER_CLASS * cfg.DATASET.TEST_FRACTION)
+    n_test = n_split_test + len(CLASSNAMES) * cfg.DATASET.TOY.EXTRA_TEST_PER_CLASS
     assert sorted(dataset.classnames) == sorted(CLASSNAMES)
     assert list(dataset.test_domains) == list(DOMAINS)
     assert all(len(items) == n_test for items in dataset.test_domains.values())
-    assert len(dataset.train_x) == len(dataset.train_u) == per_domain - n_test
+    assert len(dataset.train_x) == len(dataset.train_u) == per_domain - n_split_test
     assert {osp.basename(osp.dirname(osp.dirname(d.impath))) for d in dataset.train_x} == {"photo"}
     assert not {d.impath for d in dataset.train_x} & {d.impath for d in dataset.test_domains["photo"]}
     for datum in dataset.train_x + dataset.test:
         assert osp.basename(osp.dirname(datum.impath)) == datum.classname == dataset.classnames[datum.label]
+
+
+def test_test_only_images_go_to_test_and_leave_the_train_split_alone(tmp_path, make_cfg):
+    """The split of the numbered images is the one made without test-only images: a longer test
+    split leaves every trained model as it was."""
+    def build(root, extra):
+        params = ToyParams(images_per_class=5, image_size=16, seed=3, extra_test_per_class=extra)
+        generate_toy_domains(root / DATASET_DIR, params)
+        cfg = make_cfg("configs/datasets/toy_domains.yaml", DATASET__ROOT=str(root),
+                       DATASET__SOURCE_DOMAINS=("photo",), DATASET__TARGET_DOMAINS=("sketch",),
+                       DATASET__TOY__IMAGES_PER_CLASS=5, DATASET__TOY__IMAGE_SIZE=16, DATASET__TOY__SEED=3,
+                       DATASET__TOY__EXTRA_TEST_PER_CLASS=extra)
+        cfg.VERBOSE = False
+        return build_dataset(cfg)
+
+    def rel(datums, root):
+        return sorted(osp.relpath(d.impath, root) for d in datums)
+
+    plain, extended = build(tmp_path / "plain", 0), build(tmp_path / "extended", 3)
+    assert rel(plain.train_x, tmp_path / "plain") == rel(extended.train_x, tmp_path / "extended")
+    for domain in DOMAINS:
+        before = rel(plain.test_domains[domain], tmp_path / "plain")
+        after = rel(extended.test_domains[domain], tmp_path / "extended")
+        extra = [p for p in after if osp.basename(p).startswith(EXTRA_TEST_PREFIX)]
+        assert len(extra) == 3 * len(CLASSNAMES)
+        assert sorted(set(after) - set(extra)) == before
+        assert not {osp.basename(p) for p in rel(extended.train_x, tmp_path / "extended")
+                    if osp.basename(p).startswith(EXTRA_TEST_PREFIX)}

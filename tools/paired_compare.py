@@ -1,7 +1,7 @@
 """Is the gap between two runs on one test set real, or within what the test images can resolve?
 
 The robustness criteria compare an IP-CLIP run with its CoOp reference on the same test images
-(100 per domain on the synthetic benchmark). Two models scored on the same images are a paired
+(500 per domain on the synthetic benchmark, 100 before `DATASET.TOY.EXTRA_TEST_PER_CLASS`). Two models scored on the same images are a paired
 comparison: what decides whether a difference of a few points means anything is how many images
 one gets right and the other wrong. This tool re-evaluates both runs' last checkpoints (or
 --epochs) on one test set and prints their accuracies, the two discordant counts, the standard

@@ -21,6 +21,10 @@ def extend_cfg(cfg):
     cfg.DATASET.TOY.IMAGE_SIZE = 40
     # Seed of the generator; a tree made with other values is refused, never mixed.
     cfg.DATASET.TOY.SEED = 0
+    # Further images per class and domain that only the test split holds (their own random stream;
+    # the train split does not change). 0 is the benchmark as it was before the key existed;
+    # configs/datasets/toy_domains.yaml sets the benchmark's value.
+    cfg.DATASET.TOY.EXTRA_TEST_PER_CLASS = 0
 
     # ---- Scenario image transforms (trainers/ipclip/transforms/): PIL -> PIL pre-transforms of the
     # IP-CLIP scenarios, registered in the engine's PRE_TRANSFORM_REGISTRY, applied at the original
