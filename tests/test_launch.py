@@ -179,7 +179,7 @@ def test_slurm_submission_asks_sbatch_for_an_array_with_the_options(tmp_path, mo
 # The synthetic benchmark through the launchers (short runs of the tiny CLIP)
 @pytest.fixture(scope="module")
 def small_toy_root(tmp_path_factory):
-    """ToyDomains with 6 images per class: a launch of real runs in seconds."""
+    """ToyDomains with 6 images per class and no test-only images: a launch of real runs in seconds."""
     from datasets.toy_domains import DATASET_DIR, ToyParams, generate_toy_domains
 
     root = tmp_path_factory.mktemp("small_toy")
@@ -191,6 +191,7 @@ def _table(small_toy_root, out, cache_dir, backbone, *flags):
     return ["ownership", "--pairs", "photo", "--seeds", "1", "--data", str(small_toy_root),
             "--output", str(out), "--threads", "1", "--no-table", *flags,
             "--opts", "OPTIM.MAX_EPOCH", "1", "DATASET.TOY.IMAGES_PER_CLASS", "6",
+            "DATASET.TOY.EXTRA_TEST_PER_CLASS", "0",
             "MODEL.CLIP.CACHE_DIR", str(cache_dir), "MODEL.BACKBONE.NAME", backbone]
 
 

@@ -12,7 +12,8 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 from PIL import Image  # noqa: E402
 from tabulate import tabulate  # noqa: E402
@@ -28,8 +29,9 @@ def evaluate_on_benchmark(model, root, recipe):
     from trainers.tiny_clip import EVAL_TEMPLATE, preprocess_images, zero_shot_accuracy
 
     cfg = extend_cfg(get_cfg_default())
+    # The benchmark's own dataset config: a tree generated here must be the one the runs read.
+    cfg.merge_from_file(osp.join(REPO, "configs", "datasets", "toy_domains.yaml"))
     cfg.DATASET.ROOT = root
-    cfg.DATASET.NAME = "ToyDomains"
     cfg.DATASET.SOURCE_DOMAINS = (DOMAINS[0],)
     cfg.DATASET.TARGET_DOMAINS = (DOMAINS[1],)
     cfg.VERBOSE = False
