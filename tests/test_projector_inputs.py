@@ -125,6 +125,39 @@ def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
         IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", projector_form="release", **kwargs)
 
 
+def test_style_distance_is_the_rms_of_each_layers_standardized_statistics():
+    clip_model = build_random_clip("tiny-rn")
+    kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
+    model = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", stats_distance=True,
+                        **kwargs)
+    projector = model.projector
+    x = images(8, clip_model.visual.input_resolution)
+    _, stats = model.tap.tap(x)
+    projector.standardizer.fit(*projector.squashed(stats, standardize=False))
+    mu, log_sigma = projector.squashed(stats)
+    distance = projector.style_distance(mu, log_sigma)
+    assert distance.shape == (8, len(projector.layer_dims), 2)
+    for layer, (layer_mu, layer_sigma) in enumerate(stats):  # padding does not count
+        width = projector.layer_dims[layer]
+        expected_mu = mu[:, layer, :width].pow(2).mean(-1).sqrt()
+        expected_sigma = log_sigma[:, layer, :width].pow(2).mean(-1).sqrt()
+        torch.testing.assert_close(distance[:, layer, 0], expected_mu)
+        torch.testing.assert_close(distance[:, layer, 1], expected_sigma)
+    # The domain tokens read it: a third input map, which learns.
+    assert len(projector.domain_mlp.inputs) == 3
+    model.encode(x)["domain_tokens"].sum().backward()
+    assert projector.domain_mlp.inputs[2].weight.grad.abs().sum() > 0
+    # A copy re-styled at the first layer is further from the authorized style there.
+    far = FeatureRestyle(1.0, (0,), 2.0, 1.0, 1.0).hook(torch.ones(8))
+    _, far_stats = model.tap.tap(x, far)
+    assert (projector.style_distance(*projector.squashed(far_stats))[:, 0] > distance[:, 0]).all()
+    # Off (the default): the statistics only, as before.
+    plain = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", **kwargs)
+    assert len(plain.projector.domain_mlp.inputs) == 2
+    with pytest.raises(ConfigError, match="STATS_NORM"):
+        IPCLIPModel(clip_model, ["cat"], stats_distance=True, **kwargs)
+
+
 def test_zero_shot_anchor_teacher_is_zero_shot_clip():
     """The W_ZS teacher's logits are exactly the zero-shot baseline's, and it is not checkpointed."""
     from trainers.zsclip import ZeroShotClassifier

@@ -170,6 +170,10 @@ def extend_cfg(cfg):
     ip.STATS_NORM = "none"
     ip.STATS_NORM_MIN_STD = 0.1
     ip.STATS_NORM_CLIP = 5.0
+    # The domain tokens also read each layer's distance from the authorized style: the RMS over
+    # channels of the standardised mu and log sigma (two numbers per layer). Needs STATS_NORM
+    # authorized. False: the statistics only (docs/method.md M25: measured, not shipped).
+    ip.STATS_DISTANCE = False
     # The anchor's teacher (LOSS.<S>.W_ZS > 0; trainers/ipclip/anchor_teacher.py): "zero_shot"
     # (zero-shot CLIP's prompts, frozen) or "learned_context" (a CoOp-style shared context that
     # learns from the authorized images' cross-entropy beside IP-CLIP and starts as CTX_INIT).

@@ -18,6 +18,8 @@ from dassl.errors import ConfigError
 
 #: How TOKEN_BOUND acts: on every coordinate, or on every token's norm.
 BOUND_TYPES = ("coordinate", "norm")
+#: Numbers per layer the domain tokens read with stats_distance: the RMS of standardised mu, log sigma.
+STATS_DISTANCE_FEATURES = 2
 #: Scale of the tokens at initialisation, CoOp's context-vector init std.
 DEFAULT_TOKEN_INIT_STD = 0.02
 
@@ -84,13 +86,14 @@ class PerLayerLinear(nn.Module):
 
 
 class PerLayerMLP(nn.Module):
-    """Per-layer two-layer MLP (Linear, GELU, Linear) over L layers at once; inputs may be several
-    padded tensors whose first linear maps are summed (a linear map of their concatenation)."""
+    """Per-layer two-layer MLP (Linear, GELU, Linear) over L layers at once; its inputs are several
+    padded tensors (input i of width input_features[i][l] at layer l) whose first linear maps are
+    summed (a linear map of their concatenation)."""
 
-    def __init__(self, in_features, n_inputs, hidden, out_features, out_std):
+    def __init__(self, input_features, hidden, out_features, out_std):
         super().__init__()
-        n_layers = len(in_features)
-        self.inputs = nn.ModuleList(PerLayerLinear(in_features, hidden) for _ in range(n_inputs))
+        n_layers = len(input_features[0])
+        self.inputs = nn.ModuleList(PerLayerLinear(widths, hidden) for widths in input_features)
         self.output = PerLayerLinear([hidden] * n_layers, out_features,
                                      weight_std=out_std / math.sqrt(hidden))
 
@@ -137,11 +140,17 @@ class IPProjector(nn.Module):
         The loss maximises the distance between the two domains' tokens
         (clamped only at U = 5 in MSE); unbounded, the tokens grow far beyond CLIP's token-embedding
         scale until the class name no longer matters and every prompt collapses to the same feature.
+    standardizer: optional StatsStandardizer (STATS_NORM authorized) applied to the squashed inputs.
+    stats_distance: the domain tokens also read `style_distance` (needs the standardizer). What the
+        statistics alone let a small MLP learn is to refuse the directions its training negatives
+        moved in; real domains move in others. The distance from the authorized style is one number
+        that grows for every domain whatever its direction: on the three tiny CLIPs it alone tells
+        the other domains from the keyed photos (ROC AUC 0.96-1.0; docs/method.md M25).
     """
 
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
                  token_init_std=DEFAULT_TOKEN_INIT_STD, token_bound=None, bound_type="coordinate",
-                 standardizer=None):
+                 standardizer=None, stats_distance=False):
         super().__init__()
         layer_dims = check_projector_args(type(self).__name__, layer_dims, n_image_tokens, bound_type)
         hidden = hidden or max(text_width // 4, 1)
@@ -154,10 +163,19 @@ class IPProjector(nn.Module):
         # Optional StatsStandardizer (a submodule only when used: older checkpoints stay loadable).
         self.standardizer = standardizer
 
-        # Domain token of layer l from concat(mu_l, log sigma_l).
-        self.domain_mlp = PerLayerMLP(layer_dims, 2, hidden, text_width, token_init_std)
+        if stats_distance and standardizer is None:
+            raise ValueError("IPProjector(stats_distance=True) needs a standardizer: the distance is "
+                             "measured in the authorized statistics' units (STATS_NORM authorized).")
+        self.stats_distance = stats_distance
+        # Layer widths, to average over each layer's own channels (the rest is padding).
+        self.register_buffer("layer_widths", torch.tensor(layer_dims, dtype=torch.float32),
+                             persistent=False)
+        # Domain token of layer l from concat(mu_l, log sigma_l) [and the layer's two distances].
+        domain_inputs = [layer_dims, layer_dims] + ([[STATS_DISTANCE_FEATURES] * n_layers]
+                                                    if stats_distance else [])
+        self.domain_mlp = PerLayerMLP(domain_inputs, hidden, text_width, token_init_std)
         # Content embedding of layer l from mu_l, then M learned mixtures over layers.
-        self.content_mlp = PerLayerMLP(layer_dims, 1, hidden, text_width, token_init_std)
+        self.content_mlp = PerLayerMLP([layer_dims], hidden, text_width, token_init_std)
         # Random (not uniform) mixing logits: identical rows would give identical tokens forever.
         self.mix_logits = nn.Parameter(torch.randn(n_image_tokens, n_layers))
         self.image_token_offset = nn.Parameter(torch.randn(n_image_tokens, text_width)
@@ -179,10 +197,18 @@ class IPProjector(nn.Module):
             mu, log_sigma = self.standardizer(mu, log_sigma)
         return mu, log_sigma
 
+    def style_distance(self, mu, log_sigma):
+        """Standardised (mu, log_sigma) [B, L, C_max] -> [B, L, 2]: per layer, the RMS over its
+        channels of each, i.e. how far the image's style is from the authorized one in units of the
+        authorized images' own spread, whatever the direction (padding is 0 after standardising)."""
+        squares = torch.stack([mu.float().pow(2).sum(-1), log_sigma.float().pow(2).sum(-1)], dim=-1)
+        return (squares / self.layer_widths[:, None]).sqrt().to(mu.dtype)
+
     def forward(self, stats):
         """stats (list of L (mu, sigma) [B, C_l]) -> (domain_tokens [B, L, D], image_tokens [B, M, D])."""
         mu, log_sigma = self.squashed(stats)
-        domain_tokens = self.domain_mlp(mu, log_sigma)
+        style = (mu, log_sigma) + ((self.style_distance(mu, log_sigma),) if self.stats_distance else ())
+        domain_tokens = self.domain_mlp(*style)
         content = self.content_mlp(mu)
         mixing = torch.softmax(self.mix_logits, dim=-1).to(content.dtype)
         image_tokens = torch.einsum("ml,bld->bmd", mixing, content) + self.image_token_offset

@@ -45,7 +45,7 @@ class IPCLIPModel(nn.Module):
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
-                 stats_norm_min_std=0.1, stats_norm_clip=5.0, zero_shot_prompts=(),
+                 stats_norm_min_std=0.1, stats_norm_clip=5.0, stats_distance=False, zero_shot_prompts=(),
                  anchor_teacher="zero_shot", anchor_ctx_init="a photo of a"):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
@@ -58,6 +58,10 @@ class IPCLIPModel(nn.Module):
         if release_projector and stats_norm != "none":
             raise ConfigError("TRAINER.IPCLIP.STATS_NORM applies to PROJECTOR ours only (the "
                               "release's projector reads the raw statistics); set STATS_NORM none.")
+        if stats_distance and stats_norm != "authorized":
+            raise ConfigError("TRAINER.IPCLIP.STATS_DISTANCE measures the distance from the authorized "
+                              "style in the standardised statistics: set TRAINER.IPCLIP.STATS_NORM "
+                              f"authorized (got {stats_norm!r}) or STATS_DISTANCE False.")
         self.clip_model = clip_model
         # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
         self.tap = (VisualFeatureTap(clip_model.visual, eps=RELEASE_SIGMA_SUM_EPS, eps_on_sum=True)
@@ -77,7 +81,7 @@ class IPCLIPModel(nn.Module):
                                               stats_norm_min_std, stats_norm_clip)
                             if stats_norm == "authorized" else None)
             projector = IPProjector(self.tap.layer_dims, text_width, standardizer=standardizer,
-                                    **kwargs)
+                                    stats_distance=stats_distance, **kwargs)
         if image_token_init:
             projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
         if domain_token_init:
