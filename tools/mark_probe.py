@@ -108,15 +108,17 @@ def build_zero_shot_trainer(root, backbone, dataset_config, config_file, opts, o
     return build_trainer(cfg)
 
 
-def projector_inputs_and_accuracy(trainer, loader):
+def projector_inputs_and_accuracy(trainer, loader, restyle_for=None):
     """(features [N, D]: every tapped layer's squashed mu and sigma, concatenated; zero-shot accuracy
-    in %) over `loader`, in the loader's order."""
+    in %) over `loader`, in the loader's order. `restyle_for`: optional callable (batch size, device)
+    -> the `VisualFeatureTap.tap` restyle hook for that batch (e.g. FeatureRestyle.hook)."""
     model = trainer.model
     features, correct, total = [], 0, 0
     with VisualFeatureTap(model.image_encoder) as tap, torch.no_grad():
         for batch in loader:
             images, labels = trainer.parse_batch_test(batch)
-            image_features, stats = tap.tap(images)
+            restyle = restyle_for(images.shape[0], images.device) if restyle_for else None
+            image_features, stats = tap.tap(images, restyle)
             features.append(torch.cat([torch.cat(squash_stats(mu, sigma), 1) for mu, sigma in stats], 1))
             correct += (model.classify(image_features).argmax(1) == labels).sum().item()
             total += len(labels)

@@ -37,21 +37,21 @@ from dassl.config import get_cfg_default  # noqa: E402
 from tools.mark_probe import (DEFAULT_BACKBONES, MARKED_SUFFIX, build_zero_shot_trainer,  # noqa: E402
                               projector_inputs_and_accuracy)
 from trainers.config import extend_cfg  # noqa: E402
-from trainers.ipclip.feature_hooks import VisualFeatureTap  # noqa: E402
 from trainers.ipclip.feature_restyle import FeatureRestyle  # noqa: E402
-from trainers.ipclip.ip_projector import squash_stats  # noqa: E402
+from trainers.ipclip.stats_standardizer import StatsStandardizer  # noqa: E402
 
 #: Quantiles of the authorized images' distances used as thresholds (1.0: their maximum).
 GATE_QUANTILES = (0.95, 0.99, 1.0)
 
 
 def standardized_distance(rows, fit_rows, min_std, clip):
-    """RMS over features [N, D] -> [N] of StatsStandardizer's z (mean and std of `fit_rows`, std
-    floored at min_std, softly clipped to +-clip; 0: no clip)."""
-    std, mean = torch.std_mean(fit_rows, dim=0)
-    z = (rows - mean) / std.clamp_min(min_std)
-    if clip > 0:
-        z = clip * torch.tanh(z / clip)
+    """RMS over features [N, D] -> [N] of the projector's standardised input: a StatsStandardizer
+    fitted on `fit_rows` (std floored at min_std, softly clipped to +-clip; 0: no clip). Its
+    standardisation is elementwise, so the concatenated statistics go in as one layer of width D
+    (given as both of its inputs; the first output is kept)."""
+    standardizer = StatsStandardizer(n_layers=1, width=rows.shape[1], min_std=min_std, clip=clip)
+    standardizer.fit(fit_rows[:, None], fit_rows[:, None])
+    z = standardizer(rows[:, None], rows[:, None])[0][:, 0]
     return z.pow(2).mean(dim=1).sqrt()
 
 
@@ -65,14 +65,11 @@ def restyled_inputs(trainer, loader, strength, node):
     """Projector inputs [N, D] of `loader`'s images, every one re-styled in the encoder at `strength`
     with the FEATURE_RESTYLE settings of `node` (LAYERS, MU_SHIFT, SIGMA_SCALE)."""
     restyle = FeatureRestyle(1.0, node.LAYERS, node.MU_SHIFT, node.SIGMA_SCALE, 0.0)
-    rows = []
-    with VisualFeatureTap(trainer.model.image_encoder) as tap, torch.no_grad():
-        for batch in loader:
-            images, _ = trainer.parse_batch_test(batch)
-            hook = restyle.hook(torch.full((images.shape[0],), float(strength), device=images.device))
-            _, stats = tap.tap(images, hook)
-            rows.append(torch.cat([torch.cat(squash_stats(mu, sigma), 1) for mu, sigma in stats], 1))
-    return torch.cat(rows).cpu()
+
+    def restyle_for(batch_size, device):
+        return restyle.hook(torch.full((batch_size,), float(strength), device=device))
+
+    return projector_inputs_and_accuracy(trainer, loader, restyle_for)[0]
 
 
 def measure_backbone(root, backbone, source, dataset_config, config_file, opts, restyle_strengths=(),
