@@ -86,9 +86,13 @@ def measure_backbone(root, backbone, source, dataset_config, config_file, opts, 
             raise SystemExit(f"error: no test set {authorized_name!r}; --source must be one of the "
                              f"dataset's domains ({', '.join(n for n in loaders if not n.endswith(MARKED_SUFFIX))})")
         inputs = {name: projector_inputs_and_accuracy(trainer, loader)[0] for name, loader in loaders.items()}
-        for strength in restyle_strengths:
-            inputs[f"{authorized_name} restyled {strength:g}"] = restyled_inputs(
-                trainer, loaders[authorized_name], strength, ip.FEATURE_RESTYLE)
+        for index, strength in enumerate(restyle_strengths):
+            # The re-style draws its shifts from torch's global generator: seeded here (and restored
+            # after), so that a rerun gives the same stand-ins.
+            with torch.random.fork_rng():
+                torch.manual_seed(seed + index)
+                inputs[f"{authorized_name} restyled {strength:g}"] = restyled_inputs(
+                    trainer, loaders[authorized_name], strength, ip.FEATURE_RESTYLE)
     authorized = inputs[authorized_name]
     order = torch.randperm(len(authorized), generator=torch.Generator().manual_seed(seed))
     fit, held = authorized[order[::2]], authorized[order[1::2]]
@@ -129,7 +133,8 @@ def main(argv=None):
     parser.add_argument("--restyle-opts", nargs="*", default=[],
                         help="TRAINER.IPCLIP KEY VALUE pairs for the re-style and the standardiser, e.g. "
                              "FEATURE_RESTYLE.MU_SHIFT 2.0 FEATURE_RESTYLE.SIGMA_SCALE 1.0")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fit / reference split")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fit / reference split and of the re-style draws")
     parser.add_argument("--format", choices=("table", "markdown"), default="table")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the dataset / input")
     args = parser.parse_args(argv)
