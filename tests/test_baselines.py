@@ -368,6 +368,12 @@ def test_prompt_learners_fit_and_reload(run_inputs, tmp_path, trainer, opts, mon
         torch.testing.assert_close(evaluated.model.prompt_learner.state_dict()[key], value)
     assert evaluated.last_test_results == fitted.last_test_results
 
+    from tools.paired_compare import run_hits  # the run rebuilt from its results.json, per image
+
+    hits = run_hits(str(out), "unauthorized=target")
+    final = results["final"]["unauthorized"]
+    assert hits.dtype == torch.bool and (hits.numel(), int(hits.sum())) == (final["total"], final["correct"])
+
 
 def test_zeroshot_clip_runs_without_training(run_inputs, tmp_path):
     import json

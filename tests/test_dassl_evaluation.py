@@ -105,6 +105,7 @@ def test_classification_results_and_printed_block(capsys):
     assert results["macro_f1"] == pytest.approx(macro_f1)
     assert evaluator._total == 1234 and evaluator._correct == correct
     assert type(evaluator._total) is int and type(evaluator._correct) is int
+    assert torch.equal(evaluator.hits(), y_true == y_pred)  # per image, in the order processed
 
     assert capsys.readouterr().out == (
         "=> result\n"
@@ -119,6 +120,8 @@ def test_classification_results_and_printed_block(capsys):
     evaluator.reset()
     with pytest.raises(RuntimeError, match="process"):
         evaluator.evaluate()
+    with pytest.raises(RuntimeError, match="process"):
+        evaluator.hits()
 
 
 def test_macro_f1_ignores_labels_only_predicted():

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from dassl.errors import ConfigError
 from trainers.ipclip.ip_projector import IPProjector, PerLayerLinear
 
 VIT_DIMS = [64, 64, 64]           # a ViT: every block has the same width
@@ -127,5 +128,7 @@ def test_token_bound_limits_tokens_and_the_norm_bound_keeps_their_direction(boun
         assert bounded.norm(dim=-1).max() <= 0.5 + 1e-6
         torch.testing.assert_close(nn.functional.normalize(bounded, dim=-1),
                                    nn.functional.normalize(raw, dim=-1))
-    with pytest.raises(ValueError, match="TOKEN_BOUND_TYPE must be one of coordinate, norm"):
+    with pytest.raises(ConfigError, match="TOKEN_BOUND_TYPE must be one of coordinate, norm"):
         IPProjector(VIT_DIMS, text_width=48, bound_type="sphere")
+    with pytest.raises(ConfigError, match="N_IMAGE_TOKENS must be >= 1"):
+        IPProjector(VIT_DIMS, text_width=48, n_image_tokens=0)

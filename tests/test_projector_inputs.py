@@ -64,6 +64,24 @@ def test_restyle_sets_the_drawn_statistics():
                                rtol=1e-3, atol=1e-3)
 
 
+def test_strength_exponent_moves_the_draws_toward_min_strength_within_the_same_range():
+    """STRENGTH_EXPONENT 1 draws U(MIN_STRENGTH, 1); above 1 the same range, more draws near its
+    bottom (the share below a point is that point's quantile raised to 1 / exponent); 0: always 1."""
+    def strengths(exponent, n=20000):
+        restyle = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, MIN_STRENGTH=0.1,
+                                                       STRENGTH_EXPONENT=exponent), 4)
+        torch.manual_seed(0)
+        return restyle.draw(0, n, torch.device("cpu"))
+
+    uniform, skewed = strengths(1.0), strengths(2.0)
+    for s in (uniform, skewed):
+        assert s.min() >= 0.1 and s.max() <= 1.0
+    below = 0.3  # its quantile under U(0.1, 1) is 2/9
+    assert abs((uniform < below).float().mean().item() - 2 / 9) < 0.02
+    assert abs((skewed < below).float().mean().item() - (2 / 9) ** 0.5) < 0.02
+    assert torch.equal(strengths(0.0, 10), torch.ones(10))
+
+
 def test_restyle_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="FEATURE_RESTYLE.LAYERS"):
         FeatureRestyle.from_cfg(restyle_node(LAYERS=(4,)), 4)
@@ -72,6 +90,8 @@ def test_restyle_config_errors_name_the_key():
     assert not FeatureRestyle.from_cfg(restyle_node(PROB=0.0), 4).enabled
     with pytest.raises(ConfigError, match="FEATURE_RESTYLE.AUTHORIZED_SHARE"):
         FeatureRestyle.from_cfg(restyle_node(AUTHORIZED_SHARE=-0.1), 4)
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.STRENGTH_EXPONENT"):
+        FeatureRestyle.from_cfg(restyle_node(STRENGTH_EXPONENT=-1.0), 4)
 
 
 def test_authorized_copies_replace_a_share_of_the_unauthorized_batch_and_are_always_restyled():

@@ -148,19 +148,26 @@ def format_rows(rows, fmt="table"):
                     tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def tool_parser(doc, dataset_config_file, dataset_help, opts_help):
+    """The arguments this tool shares with tools/style_distance.py (data, key, backbones, output)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="data", help="DATASET.ROOT (default data)")
-    parser.add_argument("--dataset-config-file", default="configs/datasets/toy_domains.yaml",
-                        help="dataset config whose INPUT.WATERMARK is the mark (default: the synthetic "
-                             "benchmark's white stripes; toy_domains_ownership.yaml: its ownership mark)")
+    parser.add_argument("--dataset-config-file", default=dataset_config_file, help=dataset_help)
     parser.add_argument("--config-file", default="configs/trainers/ZeroshotCLIP/tiny.yaml",
                         help="ZeroshotCLIP config (input size, template)")
     parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES,
                         help="MODEL.BACKBONE.NAME values or CLIP files (default: the three tiny CLIPs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the probe's train / test split")
     parser.add_argument("--format", choices=("table", "markdown"), default="table")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. INPUT.WATERMARK.*")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help=opts_help)
+    return parser
+
+
+def main(argv=None):
+    parser = tool_parser(__doc__, "configs/datasets/toy_domains.yaml",
+                         "dataset config whose INPUT.WATERMARK is the mark (default: the synthetic "
+                         "benchmark's white stripes; toy_domains_ownership.yaml: its ownership mark)",
+                         "KEY VALUE overrides, e.g. INPUT.WATERMARK.*")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the probe's train / test split")
     args = parser.parse_args(argv)
     rows = []
     for backbone in args.backbones:

@@ -19,8 +19,6 @@ import os.path as osp
 import sys
 import tempfile
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import train  # noqa: E402
@@ -64,13 +62,8 @@ def run_hits(run_dir, test_set, epoch=None, root=""):
         cfg = train.setup_cfg(args)
         trainer = build_trainer(cfg)
         trainer.load_model(run_dir, epoch=cfg.OPTIM.MAX_EPOCH if epoch is None else epoch)
-        trainer.set_model_mode("eval")
-        hits = []
-        with torch.no_grad():
-            for batch in trainer.test_loader:
-                images, labels = trainer.parse_batch_test(batch)
-                hits.append((trainer.model_inference(images).argmax(dim=1) == labels).cpu())
-    return torch.cat(hits)
+        trainer.test()  # the one test set: the evaluator then holds its per-image predictions
+        return trainer.evaluator.hits()
 
 
 def main(argv=None):

@@ -23,7 +23,6 @@ the other half is the reference). It prints, per set:
         [--backbones tiny-rn tiny-rn-seed1 tiny-rn-seed2] [--restyle-strengths 0.1 0.5 1.0]
         [--format table|markdown] [KEY VALUE ...]
 """
-import argparse
 import os.path as osp
 import sys
 import tempfile
@@ -34,8 +33,8 @@ from tabulate import tabulate
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from dassl.config import get_cfg_default  # noqa: E402
-from tools.mark_probe import (DEFAULT_BACKBONES, MARKED_SUFFIX, build_zero_shot_trainer,  # noqa: E402
-                              projector_inputs_and_accuracy)
+from tools.mark_probe import (MARKED_SUFFIX, build_zero_shot_trainer, projector_inputs_and_accuracy,  # noqa: E402
+                              tool_parser)
 from trainers.config import extend_cfg  # noqa: E402
 from trainers.ipclip.feature_restyle import FeatureRestyle  # noqa: E402
 from trainers.ipclip.stats_standardizer import StatsStandardizer  # noqa: E402
@@ -119,15 +118,10 @@ def format_rows(rows, fmt="table"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="data", help="DATASET.ROOT (default data)")
+    parser = tool_parser(__doc__, "configs/datasets/toy_domains_authorization.yaml",
+                         "dataset config whose INPUT.WATERMARK is the key (default: authorization's)",
+                         "KEY VALUE overrides of the dataset / input")
     parser.add_argument("--source", default="photo", help="authorized (keyed) domain (default photo)")
-    parser.add_argument("--dataset-config-file", default="configs/datasets/toy_domains_authorization.yaml",
-                        help="dataset config whose INPUT.WATERMARK is the key (default: authorization's)")
-    parser.add_argument("--config-file", default="configs/trainers/ZeroshotCLIP/tiny.yaml",
-                        help="ZeroshotCLIP config (input size)")
-    parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES,
-                        help="MODEL.BACKBONE.NAME values or CLIP files (default: the three tiny CLIPs)")
     parser.add_argument("--restyle-strengths", nargs="*", type=float, default=[],
                         help="also the authorized images re-styled in the encoder at these strengths")
     parser.add_argument("--restyle-opts", nargs="*", default=[],
@@ -135,8 +129,6 @@ def main(argv=None):
                              "FEATURE_RESTYLE.MU_SHIFT 2.0 FEATURE_RESTYLE.SIGMA_SCALE 1.0")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the fit / reference split and of the re-style draws")
-    parser.add_argument("--format", choices=("table", "markdown"), default="table")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the dataset / input")
     args = parser.parse_args(argv)
     rows = []
     for backbone in args.backbones:

@@ -182,7 +182,7 @@ def extend_cfg(cfg):
     ip.ANCHOR.CTX_INIT = "a photo of a"
     # Feature-level style randomisation (trainers/ipclip/feature_restyle.py): a share PROB of the
     # unauthorized images is re-styled inside the image encoder, at the output of the tapped layers
-    # LAYERS (indices from 0): per image a strength s ~ U(MIN_STRENGTH, 1), per channel the mean
+    # LAYERS (indices from 0): per image a strength s in [MIN_STRENGTH, 1], per channel the mean
     # shifted by s*MU_SHIFT*N(0,1) channel sigmas and the sigma scaled by exp(s*SIGMA_SCALE*N(0,1)).
     # PROB 0: off (the release has no such stream).
     ip.FEATURE_RESTYLE = CN()
@@ -191,6 +191,9 @@ def extend_cfg(cfg):
     ip.FEATURE_RESTYLE.MU_SHIFT = 1.0
     ip.FEATURE_RESTYLE.SIGMA_SCALE = 0.5
     ip.FEATURE_RESTYLE.MIN_STRENGTH = 0.5
+    # s = MIN_STRENGTH + (1 - MIN_STRENGTH) * u**STRENGTH_EXPONENT, u ~ U(0, 1): 1 draws s uniformly;
+    # above 1 more draws land near MIN_STRENGTH (styles near the source's); 0 always draws s = 1.
+    ip.FEATURE_RESTYLE.STRENGTH_EXPONENT = 1.0
     # Share of the unauthorized batch replaced by copies of the authorized images (their labels),
     # always re-styled: an authorized image (in authorization: its key intact) on a style the
     # projector never accepted. 0: off.

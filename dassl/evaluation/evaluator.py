@@ -85,6 +85,13 @@ class Classification(EvaluatorBase):
         self._y_pred.append(pred)
         self._y_true.append(gt.detach().to(device=pred.device, dtype=torch.long))
 
+    def hits(self):
+        """Per-sample correctness [N] (bool, CPU) of everything processed since reset(), in
+        order: what a paired comparison of two models on the same images needs."""
+        if not self._y_true:
+            raise RuntimeError("Classification.hits() called before any process(): the test loader was empty?")
+        return (torch.cat(self._y_pred) == torch.cat(self._y_true)).cpu()
+
     def evaluate(self):
         if not self._y_true:
             raise RuntimeError(

@@ -8,7 +8,9 @@ output of the chosen encoder layers is re-styled AdaIN-wise (each channel's mean
 spread rescaled by random amounts), and every later layer, the statistics the projector reads and
 the image feature all follow, as they would for an image of a new domain.
 
-Per image, a strength s ~ U(MIN_STRENGTH, 1) and per channel e1, e2 ~ N(0, 1):
+Per image, a strength s = MIN_STRENGTH + (1 - MIN_STRENGTH) * u ** STRENGTH_EXPONENT with
+u ~ U(0, 1) (exponent 1: uniform; above 1: more of the draws near MIN_STRENGTH, i.e. styles near
+the source's, where a near domain sits), and per channel e1, e2 ~ N(0, 1):
     mu' = mu + s * MU_SHIFT * e1 * sigma,   sigma' = sigma * exp(s * SIGMA_SCALE * e2)
     x'  = (x - mu) / sigma * sigma' + mu'
 Shifts are in units of the channel's own spread, so one setting means the same on any backbone.
@@ -48,19 +50,22 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
     return dict(prob=number("PROB", 0.0, 1.0), layers=tuple(int(i) for i in layers),
                 mu_shift=number("MU_SHIFT", 0.0), sigma_scale=number("SIGMA_SCALE", 0.0),
                 min_strength=number("MIN_STRENGTH", 0.0, 1.0),
+                strength_exponent=number("STRENGTH_EXPONENT", 0.0),
                 authorized_share=number("AUTHORIZED_SHARE", 0.0, 1.0))
 
 
 class FeatureRestyle:
     """Draws which images of a batch are re-styled and re-styles their features in the encoder."""
 
-    def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength, authorized_share=0.0):
+    def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength, authorized_share=0.0,
+                 strength_exponent=1.0):
         self.prob = prob
         self.authorized_share = authorized_share
         self.layers = frozenset(layers)
         self.mu_shift = mu_shift
         self.sigma_scale = sigma_scale
         self.min_strength = min_strength
+        self.strength_exponent = strength_exponent
 
     @classmethod
     def from_cfg(cls, node, num_layers):
@@ -80,11 +85,12 @@ class FeatureRestyle:
 
     def draw(self, n_clean, n_candidates, device, n_forced=0):
         """Per-image strength [n_clean + n_candidates]: 0 for the first n_clean images (never
-        re-styled); for the candidates U(MIN_STRENGTH, 1), kept for the first n_forced and for each
-        other one drawn with probability PROB, else 0."""
+        re-styled); for the candidates MIN_STRENGTH + (1 - MIN_STRENGTH) * u ** STRENGTH_EXPONENT,
+        kept for the first n_forced and for each other one drawn with probability PROB, else 0."""
         chosen = torch.rand(n_candidates, device=device) < self.prob
         chosen[:n_forced] = True
-        strength = self.min_strength + (1 - self.min_strength) * torch.rand(n_candidates, device=device)
+        u = torch.rand(n_candidates, device=device).pow(self.strength_exponent)
+        strength = self.min_strength + (1 - self.min_strength) * u
         return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
 
     def hook(self, strength):

@@ -108,7 +108,8 @@ def check_projector_args(name, layer_dims, n_image_tokens, bound_type):
     if not layer_dims or min(layer_dims) < 1:
         raise ValueError(f"{name} needs at least one layer of positive width, got layer_dims={layer_dims}.")
     if n_image_tokens < 1:
-        raise ValueError(f"n_image_tokens must be >= 1, got {n_image_tokens}.")
+        raise ConfigError(f"TRAINER.IPCLIP.N_IMAGE_TOKENS must be >= 1 (the image tokens the projector "
+                          f"writes into the prompt), got {n_image_tokens}.")
     if bound_type not in BOUND_TYPES:
         raise ConfigError(f"TRAINER.IPCLIP.TOKEN_BOUND_TYPE must be one of {', '.join(BOUND_TYPES)}, "
                           f"got {bound_type!r}")
