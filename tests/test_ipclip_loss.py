@@ -286,3 +286,29 @@ def test_zero_shot_anchor_adds_kl_to_the_teacher_and_trains_only_the_student():
     cfg.TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_ZS = -1.0
     with pytest.raises(ConfigError, match="W_ZS must be >= 0"):
         loss_weights(cfg)
+
+
+def test_anchor_only_where_right_leaves_the_teachers_mistakes_to_ce_a():
+    """ANCHOR.ONLY_WHERE_RIGHT: an image whose teacher argmax is not its label adds 0 to the anchor
+    (and no anchor gradient), the batch mean keeps its denominator; the other images are unchanged."""
+    w = IPCLIPLossWeights(w_zs=3, upper_bound=100)
+    teacher = torch.tensor([[ln(2), 0.0, 0.0], [ln(2), 0.0, 0.0]])  # right on image 0, wrong on 1
+    k = 0.5 * ln(1.5) + 0.5 * ln(0.75)  # KL((1/2, 1/4, 1/4) || uniform)
+    _, every = IPCLIPLoss(w)(**batch(), logits_zs_a=teacher)
+    assert every["kl_zs"].item() == pytest.approx(k, rel=1e-5)
+    # Masked, image 1 (teacher wrong) gets the gradient it gets with no anchor at all; image 0 does not.
+    grads = {}
+    for name, weights, only in (("plain", IPCLIPLossWeights(upper_bound=100), False),
+                                ("masked", w, True)):
+        b = batch()
+        b["logits_a"] = b["logits_a"].clone().requires_grad_(True)
+        total, terms = IPCLIPLoss(weights, anchor_only_where_right=only)(**b, logits_zs_a=teacher)
+        total.backward()
+        grads[name] = b["logits_a"].grad
+        if only:
+            assert terms["kl_zs"].item() == pytest.approx(k / 2, rel=1e-5)
+    assert torch.allclose(grads["masked"][1], grads["plain"][1])
+    assert not torch.allclose(grads["masked"][0], grads["plain"][0])
+    with pytest.raises(ConfigError, match="ONLY_WHERE_RIGHT"):
+        IPCLIPLoss(w, anchor_only_where_right="yes")
+    assert extend_cfg(get_cfg_default()).TRAINER.IPCLIP.ANCHOR.ONLY_WHERE_RIGHT is False

@@ -180,6 +180,10 @@ def extend_cfg(cfg):
     ip.ANCHOR = CN()
     ip.ANCHOR.TEACHER = "zero_shot"
     ip.ANCHOR.CTX_INIT = "a photo of a"
+    # Anchor only the authorized images the teacher classifies right (its argmax is the label); the
+    # others add 0 to the batch mean. False: every image (the anchor of docs/method.md M12). Where the
+    # teacher is wrong the anchor pulls against CE_a's label (docs/method.md M27).
+    ip.ANCHOR.ONLY_WHERE_RIGHT = False
     # Feature-level style randomisation (trainers/ipclip/feature_restyle.py): a share PROB of the
     # unauthorized images is re-styled inside the image encoder, at the output of the tapped layers
     # LAYERS (indices from 0): per image a strength s in [MIN_STRENGTH, 1], per channel the mean

@@ -30,7 +30,9 @@ CoOp-style context learned beside IP-CLIP (anchor_teacher.py); the KL never move
 CE_a only sees the few labelled shots; every maximised term pulls the prompts of images that look
 like them away, and the authorized test images, which the shots do not cover, pay for it. The
 teacher's full distribution on each shot is a denser target than its label (knowledge-guided prompt
-learning keeps learned prompts near the hand-written ones for the same reason).
+learning keeps learned prompts near the hand-written ones for the same reason). With
+`anchor_only_where_right` the images the teacher gets wrong are left to CE_a: there the two targets
+disagree, and the anchor would hold the authorized domain at the teacher's accuracy.
 """
 from dataclasses import asdict, dataclass
 
@@ -208,12 +210,16 @@ class IPCLIPLoss(nn.Module):
     .item(), so logging them costs no host synchronisation until the caller asks).
     """
 
-    def __init__(self, weights):
+    def __init__(self, weights, anchor_only_where_right=False):
         super().__init__()
         if not isinstance(weights, IPCLIPLossWeights):
             raise TypeError(f"IPCLIPLoss expects IPCLIPLossWeights, got {type(weights).__name__}; "
                             "build it with IPCLIPLossWeights.from_cfg(cfg).")
+        if not isinstance(anchor_only_where_right, bool):
+            raise ConfigError("TRAINER.IPCLIP.ANCHOR.ONLY_WHERE_RIGHT must be True or False, "
+                              f"got {anchor_only_where_right!r}.")
         self.weights = weights
+        self.anchor_only_where_right = anchor_only_where_right
 
     def forward(self, logits_a, labels_a, logits_u, labels_u, logits_ai, logits_ui,
                 dom_a, dom_u, text_a, text_u, logits_zs_a=None):
@@ -259,7 +265,10 @@ class IPCLIPLoss(nn.Module):
                 got = None if logits_zs_a is None else tuple(logits_zs_a.shape)
                 raise ValueError(f"IPCLIPLoss: W_ZS {w.w_zs} needs the anchor teacher's logits logits_zs_a of "
                                  f"the authorized images, shape {tuple(logits_a.shape)}; got {got}.")
-            terms["kl_zs"] = per_sample_kl(logits_zs_a.detach(), logits_a).mean()
+            kl_zs = per_sample_kl(logits_zs_a.detach(), logits_a)
+            if self.anchor_only_where_right:
+                kl_zs = kl_zs * (logits_zs_a.argmax(dim=1) == labels_a).to(kl_zs.dtype)
+            terms["kl_zs"] = kl_zs.mean()
             anchor = w.w_zs * terms["kl_zs"]
         total = (terms["ce_a"]
                  + unauthorized

@@ -140,7 +140,7 @@ class IPCLIP(TrainerXU):
               f"image tokens: {icfg.N_IMAGE_TOKENS}; trainable parameters: "
               f"{sum(p.numel() for p in params):,}")
         self.model.to(self.device)
-        self.loss_fn = IPCLIPLoss(weights)
+        self.loss_fn = IPCLIPLoss(weights, anchor_only_where_right=icfg.ANCHOR.ONLY_WHERE_RIGHT)
         self.restyle = FeatureRestyle.from_cfg(icfg.FEATURE_RESTYLE, self.model.tap.num_layers)
         self.optim = build_optimizer(params, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
