@@ -98,6 +98,33 @@ def test_log_odds_is_bounded_below_per_image_and_pushes_at_constant_strength():
     true_grad = logits.grad[torch.arange(3), labels]
     torch.testing.assert_close(true_grad, torch.tensor([1 / 3, 1 / 3, 0.0]))  # image 3 is past -U
     assert terms["log_odds_u"].item() == pytest.approx(torch.log(p / (1 - p)).mean().item(), rel=1e-5)
+    # U_UPPER_BOUND 0.5 replaces U for this term only: the flat image 2 (log-odds -ln 2) is past it.
+    logits.grad = None
+    own = IPCLIPLossWeights(w_u=1, w_ai=0, w_ui=0, w_m=0, w_en=0, w_kl=0, upper_bound=5,
+                            u_upper_bound=0.5, u_loss="log_odds")
+    total, _ = IPCLIPLoss(own)(**b)
+    total.backward()
+    torch.testing.assert_close(logits.grad[torch.arange(3), labels], torch.tensor([1 / 3, 0.0, 0.0]))
+    expected = (torch.log(p / (1 - p))[0] - 0.5 - 0.5) / 3 + ln(3)  # + CE_a of the zero logits_a
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_u_upper_bound_caps_the_bounded_ce_u_only():
+    """U_LOSS bounded_ce with U_UPPER_BOUND: min(CE_u, bound) per image; the other terms keep U."""
+    b = batch()
+    b["logits_u"] = b["logits_u"].clone().requires_grad_()
+    b["logits_ui"] = b["logits_ui"].clone().requires_grad_()
+    w = IPCLIPLossWeights(w_u=1, w_ai=0, w_ui=1, w_m=0, w_en=0, w_kl=0, upper_bound=100,
+                          u_upper_bound=1.2, per_sample_bound=True)
+    total, terms = IPCLIPLoss(w)(**b)
+    # CE_u per image: ln 5 = 1.61 (capped at 1.2) and ln 3 = 1.10 (below it)
+    assert total.item() == pytest.approx(CE_A - (1.2 + ln(3)) / 2 - CE_UI, rel=1e-5)
+    assert terms["ce_u"].item() == pytest.approx(CE_U, rel=1e-5)  # logged unclamped
+    total.backward()
+    assert b["logits_u"].grad[0].abs().sum() == 0 and b["logits_u"].grad[1].abs().sum() > 0
+    assert b["logits_ui"].grad.abs().sum() > 0  # CE_ui (about 1.0 < U = 100) still pushes
+    with pytest.raises(ValueError, match="U_UPPER_BOUND must be >= 0"):
+        IPCLIPLossWeights.from_cfg(_node_with(U_UPPER_BOUND=-1.0))
 
 
 def test_text_kl_over_class_axis_of_feature_tensors():
@@ -212,9 +239,9 @@ def test_weights_from_config_and_scenarios():
     node.KL_FORM = "release"
     node.KL_UPPER_BOUND = 0.0  # the release's KL has no bound of its own (checked below)
     node.ENTROPY_FORM = "release"
-    node.U_LOSS = "unlikelihood"
+    node.U_LOSS = "log_odds"
     w = IPCLIPLossWeights.from_cfg(node)
-    assert w.kl_form == "release" and w.entropy_form == "release" and w.u_loss == "unlikelihood"
+    assert w.kl_form == "release" and w.entropy_form == "release" and w.u_loss == "log_odds"
     numeric = [f for f in CONFIG_KEYS if f not in SWITCHES and f not in FORMS]
     assert [getattr(w, f) for f in numeric] == [node[CONFIG_KEYS[f]] for f in numeric]
     assert len({getattr(w, f) for f in numeric}) == len(numeric)  # each key read into its own field
@@ -223,6 +250,11 @@ def test_weights_from_config_and_scenarios():
     with pytest.raises(ValueError, match="KL_UPPER_BOUND .* only applies to KL_FORM ours"):
         IPCLIPLossWeights.from_cfg(node)
     node.KL_UPPER_BOUND = 0.0
+    node.U_LOSS = "unlikelihood"  # not clamped: a bound of its own would be silently ignored
+    with pytest.raises(ValueError, match="U_UPPER_BOUND .* only applies to U_LOSS bounded_ce or log_odds"):
+        IPCLIPLossWeights.from_cfg(node)
+    node.U_UPPER_BOUND = 0.0
+    assert IPCLIPLossWeights.from_cfg(node).u_loss == "unlikelihood"
     node.PER_SAMPLE_BOUND = 1.0
     with pytest.raises(ValueError, match="PER_SAMPLE_BOUND must be True or False"):
         IPCLIPLossWeights.from_cfg(node)

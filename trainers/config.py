@@ -242,6 +242,13 @@ def extend_cfg(cfg):
         # U stops the KL's push once the prompts are that far apart (docs/method.md M7: on the
         # tiny CLIP this did not give the authorized accuracy back, so no shipped config sets it).
         node.KL_UPPER_BOUND = 0.0
+        # The unauthorized images' term's own bound (U_LOSS "bounded_ce" or "log_odds"; an error with
+        # "unlikelihood", which is not clamped): 0 uses UPPER_BOUND. With "log_odds" an image stops
+        # pushing once log(p_y / (1 - p_y)) < -bound: at 3, p_y < 0.05, under chance for up to 20
+        # classes, so a refused image is wrong at its bound instead of being pushed far past it
+        # (docs/method.md M28: in authorization that did not give the authorized side back, so no
+        # shipped config sets it).
+        node.U_UPPER_BOUND = 0.0
         # False: clamp each maximised term's batch mean at U (the release); True: clamp every
         # sample's term, then average (each unauthorized sample pushes until its own term reaches U).
         node.PER_SAMPLE_BOUND = False

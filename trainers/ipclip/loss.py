@@ -4,7 +4,8 @@
         - w_m*min(MSE(dom_a, dom_u), U) + w_en*H(p_u) - w_kl*min(KL, U_KL)
         + w_zs*KL(p_zs || p_a)
 
-U_KL is kl_upper_bound, or U where that is 0 (the release).
+U_KL is kl_upper_bound, or U where that is 0 (the release); CE_u's bound (and the log-odds' floor,
+`u_loss`) is likewise u_upper_bound, or U where that is 0.
 
 `min(term, U)` is `torch.clamp(term, max=U)`: a maximised term stops pulling (value and gradient)
 once it exceeds U, without any Python branch on a tensor. The entropy is over the class axis by
@@ -46,11 +47,13 @@ from dassl.errors import ConfigError
 CONFIG_KEYS = {
     "w_u": "W_U", "s_ai": "S_AI", "w_ai": "W_AI", "w_ui": "W_UI", "w_m": "W_M",
     "w_en": "W_EN", "w_kl": "W_KL", "upper_bound": "UPPER_BOUND", "kl_upper_bound": "KL_UPPER_BOUND",
+    "u_upper_bound": "U_UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
     "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS", "w_zs": "W_ZS",
 }
 #: Keys that must not be negative, with what 0 means.
-NON_NEGATIVE = {"kl_upper_bound": "0: the KL shares UPPER_BOUND", "w_zs": "0: no anchor"}
+NON_NEGATIVE = {"kl_upper_bound": "0: the KL shares UPPER_BOUND",
+                "u_upper_bound": "0: the unauthorized term shares UPPER_BOUND", "w_zs": "0: no anchor"}
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
 #: Forms of the KL term: ours (scaled features, KL(p_a || p_u), channel mean, clamped) or the release's.
@@ -75,6 +78,7 @@ class IPCLIPLossWeights:
     w_kl: float = 1.0
     upper_bound: float = 5.0
     kl_upper_bound: float = 0.0  # 0: the KL shares upper_bound
+    u_upper_bound: float = 0.0  # 0: the unauthorized images' term shares upper_bound
     per_sample_bound: bool = False
     kl_stop_authorized: bool = False
     kl_form: str = "ours"
@@ -89,6 +93,11 @@ class IPCLIPLossWeights:
                 f"IP-CLIP loss key KL_UPPER_BOUND ({self.kl_upper_bound}) only applies to "
                 "KL_FORM ours; the release's KL is never clamped. Set KL_UPPER_BOUND 0.0 or "
                 "KL_FORM ours.")
+        if self.u_loss == "unlikelihood" and self.u_upper_bound > 0:
+            raise ConfigError(
+                f"IP-CLIP loss key U_UPPER_BOUND ({self.u_upper_bound}) only applies to U_LOSS "
+                "bounded_ce or log_odds; the unlikelihood is never clamped. Set U_UPPER_BOUND 0.0 "
+                "or another U_LOSS.")
 
     @classmethod
     def from_cfg(cls, node):
@@ -241,7 +250,8 @@ class IPCLIPLoss(nn.Module):
         kl_text_a = text_a.detach() if w.kl_stop_authorized else text_a
         if w.kl_form == "ours":
             samples["kl_text"] = per_sample_kl(kl_text_a, text_u)
-        bounded = {name: self._bounded(values, w.kl_upper_bound if name == "kl_text" else 0.0)
+        own_bounds = {"kl_text": w.kl_upper_bound, "ce_u": w.u_upper_bound}
+        bounded = {name: self._bounded(values, own_bounds.get(name, 0.0))
                    for name, values in samples.items()}
         terms = {"ce_a": F.cross_entropy(logits_a.float(), labels_a)}
         terms.update({name: values.mean() for name, values in samples.items()})
@@ -256,7 +266,8 @@ class IPCLIPLoss(nn.Module):
             log_odds = true_class_log_odds(logits_u, labels_u)
             terms["log_odds_u"] = log_odds.mean()
             # Bounded below at -U for each image: p_y / (1 - p_y) >= exp(-U), like CE_u <= U.
-            unauthorized = w.w_u * torch.clamp(log_odds, min=-w.upper_bound).mean()
+            u_bound = w.u_upper_bound or w.upper_bound
+            unauthorized = w.w_u * torch.clamp(log_odds, min=-u_bound).mean()
         else:
             unauthorized = -w.w_u * bounded["ce_u"]
         anchor = 0.0
