@@ -266,8 +266,7 @@ class IPCLIPLoss(nn.Module):
             log_odds = true_class_log_odds(logits_u, labels_u)
             terms["log_odds_u"] = log_odds.mean()
             # Bounded below at -U for each image: p_y / (1 - p_y) >= exp(-U), like CE_u <= U.
-            u_bound = w.u_upper_bound or w.upper_bound
-            unauthorized = w.w_u * torch.clamp(log_odds, min=-u_bound).mean()
+            unauthorized = w.w_u * torch.clamp(log_odds, min=-self._cap(w.u_upper_bound)).mean()
         else:
             unauthorized = -w.w_u * bounded["ce_u"]
         anchor = 0.0
@@ -293,10 +292,14 @@ class IPCLIPLoss(nn.Module):
         logged["total"] = total.detach()
         return total, logged
 
+    def _cap(self, own_bound):
+        """A term's own bound where it has one (> 0), else U."""
+        return own_bound or self.weights.upper_bound
+
     def _bounded(self, per_sample, own_bound=0.0):
         """min(term, U): of each sample's value (per_sample_bound) or of their mean (the release).
         A positive `own_bound` replaces U for this term."""
-        cap = own_bound or self.weights.upper_bound
+        cap = self._cap(own_bound)
         if self.weights.per_sample_bound:
             return torch.clamp(per_sample, max=cap).mean()
         return torch.clamp(per_sample.mean(), max=cap)
