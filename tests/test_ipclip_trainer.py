@@ -229,10 +229,14 @@ def test_standardized_inputs_and_feature_restyle_in_the_guarded_step(toy_root, t
                                                                      random_clip_file):
     """STATS_NORM authorized is fitted on the authorized stream before the banks are filled (and
     saved with the learner); FEATURE_RESTYLE re-styles unauthorized images in the same step without
-    a host sync."""
+    a host sync, along directions taken from the batch (DIRECTIONS batch), half of them moving one
+    moment only (DECOUPLE)."""
     trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file,
                                  "TRAINER.IPCLIP.STATS_NORM", "authorized",
-                                 "TRAINER.IPCLIP.FEATURE_RESTYLE.PROB", "1.0"))
+                                 "TRAINER.IPCLIP.FEATURE_RESTYLE.PROB", "1.0",
+                                 "TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS", "batch",
+                                 "TRAINER.IPCLIP.FEATURE_RESTYLE.DECOUPLE", "0.5"))
+    assert trainer.restyle.directions == "batch" and trainer.restyle.decouple == 0.5
     standardizer = trainer.model.projector.standardizer
     assert torch.equal(standardizer.mean, torch.zeros_like(standardizer.mean))
     trainer.fit_standardizer()

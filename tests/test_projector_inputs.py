@@ -82,6 +82,62 @@ def test_strength_exponent_moves_the_draws_toward_min_strength_within_the_same_r
     assert torch.equal(strengths(0.0, 10), torch.ones(10))
 
 
+def test_batch_directions_are_the_partners_standardised_differences_at_unit_rms():
+    """DIRECTIONS "batch": partners are two different unauthorized images; each restyled image's
+    mean moves along (mu_p - mu_q) / sqrt(sigma_p sigma_q) and its log-spread along log sigma_p -
+    log sigma_q, both rescaled to the RMS of a N(0, 1) draw; the ViT layout gives the same."""
+    restyle = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, MU_SHIFT=1.0, SIGMA_SCALE=0.5,
+                                                   DIRECTIONS="batch"), 4)
+    torch.manual_seed(0)
+    partners = restyle.draw_partners(2, 4, torch.device("cpu"))
+    assert partners.shape == (2, 6) and (partners >= 2).all() and (partners < 6).all()
+    assert (partners[0] != partners[1]).all()
+    assert FeatureRestyle.from_cfg(restyle_node(), 4).draw_partners(2, 4, torch.device("cpu")) is None
+
+    x = torch.randn(6, 5, 7, 7) * torch.rand(1, 5, 1, 1).add(0.5) * torch.arange(1.0, 7.0).view(6, 1, 1, 1)
+    strength = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.5, 1.0])
+    out = restyle.apply(x, strength, (2, 3), 0, partners)
+    var, mu = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+    mu, sigma = mu.flatten(1), (var + 1e-5).sqrt().flatten(1)
+    p, q = partners
+    d_mu = (mu[p] - mu[q]) / (sigma[p] * sigma[q]).sqrt()
+    d_sigma = sigma[p].log() - sigma[q].log()
+    e1 = d_mu / d_mu.pow(2).mean(1, keepdim=True).add(1e-5).sqrt()
+    e2 = d_sigma / d_sigma.pow(2).mean(1, keepdim=True).add(1e-5).sqrt()
+    assert torch.allclose(e1.pow(2).mean(1), torch.ones(6), atol=1e-2)  # up to the 1e-5 guard
+    s = strength.view(-1, 1)
+    new_mu, new_sigma = channel_stats(out, (2, 3))
+    torch.testing.assert_close(out[:2], x[:2])
+    torch.testing.assert_close(new_mu, mu + s * e1 * sigma, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(new_sigma, sigma * torch.exp(s * 0.5 * e2), rtol=1e-3, atol=1e-3)
+    # the same tensor in the ViT layout [tokens, B, width] restyles the same way
+    vit = restyle.apply(x.flatten(2).permute(2, 0, 1), strength, (0,), 1, partners)
+    torch.testing.assert_close(vit, out.flatten(2).permute(2, 0, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_decoupled_restyles_move_only_the_mean_or_only_the_spread():
+    """DECOUPLE: for that share of the re-styled images one moment keeps its statistics exactly
+    (mean-only or spread-only, about half each); 0 leaves [B] strengths, both moments moving."""
+    restyle = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, MIN_STRENGTH=0.5, DECOUPLE=1.0), 4)
+    torch.manual_seed(0)
+    strength = restyle.draw(2, 200, torch.device("cpu"))
+    moments = restyle.split_moments(strength)
+    assert moments.shape == (2, 202) and torch.equal(moments[:, :2], torch.zeros(2, 2))
+    mean_only = (moments[1] == 0) & (moments[0] > 0)
+    assert torch.equal(moments.sum(0), strength)  # exactly one moment per image
+    assert 0.35 < mean_only[2:].float().mean().item() < 0.65
+    x = torch.randn(202, 5, 6, 6) * 2 + 1
+    out = restyle.apply(x, moments, (2, 3), 0)
+    mu, sigma = channel_stats(x, (2, 3))
+    new_mu, new_sigma = channel_stats(out, (2, 3))
+    torch.testing.assert_close(new_sigma[mean_only], sigma[mean_only], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(new_mu[~mean_only], mu[~mean_only], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(new_mu[mean_only], mu[mean_only])
+    assert not torch.allclose(new_sigma[2:][~mean_only[2:]], sigma[2:][~mean_only[2:]])
+    half = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, DECOUPLE=0.0), 4)
+    assert torch.equal(half.split_moments(strength), strength.expand(2, -1))
+
+
 def test_restyle_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="FEATURE_RESTYLE.LAYERS"):
         FeatureRestyle.from_cfg(restyle_node(LAYERS=(4,)), 4)
@@ -92,6 +148,10 @@ def test_restyle_config_errors_name_the_key():
         FeatureRestyle.from_cfg(restyle_node(AUTHORIZED_SHARE=-0.1), 4)
     with pytest.raises(ConfigError, match="FEATURE_RESTYLE.STRENGTH_EXPONENT"):
         FeatureRestyle.from_cfg(restyle_node(STRENGTH_EXPONENT=-1.0), 4)
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.DECOUPLE"):
+        FeatureRestyle.from_cfg(restyle_node(DECOUPLE=1.5), 4)
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.DIRECTIONS"):
+        FeatureRestyle.from_cfg(restyle_node(DIRECTIONS="uniform"), 4)
 
 
 def test_authorized_copies_replace_a_share_of_the_unauthorized_batch_and_are_always_restyled():

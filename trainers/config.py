@@ -202,6 +202,13 @@ def extend_cfg(cfg):
     # always re-styled: an authorized image (in authorization: its key intact) on a style the
     # projector never accepted. 0: off.
     ip.FEATURE_RESTYLE.AUTHORIZED_SHARE = 0.0
+    # Directions of the shifts: "gaussian" (e1, e2 ~ N(0, 1) per channel) or "batch" (the
+    # standardised difference of two unauthorized images' statistics in the batch, scaled to the
+    # same root mean square: directions a real restyling takes; docs/method.md M30).
+    ip.FEATURE_RESTYLE.DIRECTIONS = "gaussian"
+    # Share of the re-styled images of which only the mean or only the spread moves (one of the
+    # two at random): a refused style that differs in one moment only. 0: both always move.
+    ip.FEATURE_RESTYLE.DECOUPLE = 0.0
     # ---- Release fidelity (docs/method.md): each key's other value reproduces the release ----
     # IP projector and prompt layout: "ours" (per-layer MLPs of (asinh mu, log sigma), M distinct
     # image tokens, prompt [SOS][L domain][M image]) or "release" (domain token = two linear maps of

@@ -15,6 +15,14 @@ the source's, where a near domain sits), and per channel e1, e2 ~ N(0, 1):
     x'  = (x - mu) / sigma * sigma' + mu'
 Shifts are in units of the channel's own spread, so one setting means the same on any backbone.
 
+DIRECTIONS "batch" draws (e1, e2) from the data instead of N(0, 1): the difference of the statistics
+of two unauthorized images p, q of the same batch, e1 ~ (mu_p - mu_q) / sqrt(sigma_p sigma_q) and
+e2 ~ log sigma_p - log sigma_q, each scaled to a root mean square of 1 over the channels (that of a
+N(0, 1) draw, so MU_SHIFT, SIGMA_SCALE and the strengths keep their meaning). A real domain moves
+the statistics along few directions, and whether a run refuses it depends on that direction
+(docs/method.md M30); the stream's own restylings (strong_style, clean against keyed) were the
+candidate. Measured worse than N(0, 1) on the tiny CLIP (M30): kept for experiments.
+
 AUTHORIZED_SHARE replaces that share of the unauthorized batch by copies of the authorized images,
 always re-styled. In authorization this is the stand-in the pixel augmentations could not give: the
 key intact (the pixels are the authorized image's) on a style the projector never accepted, which
@@ -51,15 +59,29 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
                 mu_shift=number("MU_SHIFT", 0.0), sigma_scale=number("SIGMA_SCALE", 0.0),
                 min_strength=number("MIN_STRENGTH", 0.0, 1.0),
                 strength_exponent=number("STRENGTH_EXPONENT", 0.0),
-                authorized_share=number("AUTHORIZED_SHARE", 0.0, 1.0))
+                authorized_share=number("AUTHORIZED_SHARE", 0.0, 1.0),
+                decouple=number("DECOUPLE", 0.0, 1.0),
+                directions=check_directions(node.DIRECTIONS, key))
+
+
+#: Values of TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS.
+RESTYLE_DIRECTIONS = ("gaussian", "batch")
+
+
+def check_directions(value, key):
+    if value not in RESTYLE_DIRECTIONS:
+        raise ConfigError(f"{key}.DIRECTIONS must be one of {RESTYLE_DIRECTIONS}; got {value!r}")
+    return value
 
 
 class FeatureRestyle:
     """Draws which images of a batch are re-styled and re-styles their features in the encoder."""
 
     def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength, authorized_share=0.0,
-                 strength_exponent=1.0):
+                 strength_exponent=1.0, directions="gaussian", decouple=0.0):
         self.prob = prob
+        self.decouple = decouple
+        self.directions = check_directions(directions, "FeatureRestyle(directions=...)")
         self.authorized_share = authorized_share
         self.layers = frozenset(layers)
         self.mu_shift = mu_shift
@@ -93,24 +115,68 @@ class FeatureRestyle:
         strength = self.min_strength + (1 - self.min_strength) * u
         return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
 
-    def hook(self, strength):
-        """A `VisualFeatureTap` restyle callable for one batch of per-image strengths [B]."""
+    def draw_partners(self, n_clean, n_candidates, device):
+        """DIRECTIONS "batch": indices [2, n_clean + n_candidates] of the two images (p, q) whose
+        difference of statistics gives each image's direction, two different candidates (the
+        unauthorized stream); None with "gaussian"."""
+        if self.directions != "batch":
+            return None
+        size = n_clean + n_candidates
+        p = torch.randint(n_candidates, (size,), device=device)
+        q = (p + torch.randint(1, max(n_candidates, 2), (size,), device=device)) % n_candidates
+        return torch.stack([p, q]) + n_clean  # q != p unless there is a single candidate
+
+    def split_moments(self, strength):
+        """[B] -> [2, B] strengths of the mean and of the spread: for a share DECOUPLE of the
+        images only one of the two moves (each with probability 1/2), so that a shift of the spread
+        alone, or of the mean alone, is a refused style too (docs/method.md M30)."""
+        one = torch.rand_like(strength) < self.decouple
+        mean_only = torch.rand_like(strength) < 0.5
+        keep_mu = ~one | mean_only
+        keep_sigma = ~one | ~mean_only
+        return torch.stack([strength * keep_mu, strength * keep_sigma])
+
+    def hook(self, strength, partners=None):
+        """A `VisualFeatureTap` restyle callable for one batch of per-image strengths [B] (and, for
+        directions taken from the batch, the partner indices of `draw_partners`)."""
         def restyle(layer, x, reduce_dims, batch_dim):
             if layer not in self.layers:
                 return x
-            return self.apply(x, strength, reduce_dims, batch_dim)
+            return self.apply(x, strength, reduce_dims, batch_dim, partners)
 
         return restyle
 
-    def apply(self, x, strength, reduce_dims, batch_dim):
-        """x with each image's channel statistics (over `reduce_dims`) perturbed by its strength;
-        images of strength 0 come back unchanged."""
+    def apply(self, x, strength, reduce_dims, batch_dim, partners=None):
+        """x with each image's channel statistics (over `reduce_dims`) perturbed by its strength
+        ([B], or [2, B]: the mean's and the spread's, see `split_moments`); images of strength 0
+        come back unchanged. `partners` [2, B]: directions from the batch."""
         xf = x.float()
         var, mu = torch.var_mean(xf, dim=reduce_dims, correction=0, keepdim=True)
         sigma = var.add(DEFAULT_STATS_EPS).sqrt()
         shape = [1] * x.dim()
         shape[batch_dim] = -1
-        s = strength.to(xf).view(shape)
-        shifted = mu + s * self.mu_shift * torch.randn_like(mu) * sigma
-        scale = torch.exp(s * self.sigma_scale * torch.randn_like(sigma))
+        moments = strength if strength.dim() == 2 else strength.unsqueeze(0).expand(2, -1)
+        s_mu, s_sigma = (m.to(xf).view(shape) for m in moments)
+        if partners is None:
+            e1, e2 = torch.randn_like(mu), torch.randn_like(sigma)
+        else:
+            e1, e2 = _batch_directions(mu, sigma, partners, batch_dim)
+        shifted = mu + s_mu * self.mu_shift * e1 * sigma
+        scale = torch.exp(s_sigma * self.sigma_scale * e2)
         return ((xf - mu) * scale + shifted).to(x.dtype)
+
+
+def _batch_directions(mu, sigma, partners, batch_dim):
+    """(e1, e2) shaped like mu: the standardised differences of the partners' statistics, each of
+    root mean square 1 over an image's channels (0 where p = q)."""
+    p, q = partners
+    log_sigma = sigma.log()
+    d_mu = (mu.index_select(batch_dim, p) - mu.index_select(batch_dim, q)) / (
+        log_sigma.index_select(batch_dim, p) + log_sigma.index_select(batch_dim, q)).mul(0.5).exp()
+    d_sigma = log_sigma.index_select(batch_dim, p) - log_sigma.index_select(batch_dim, q)
+    per_image = [d for d in range(mu.dim()) if d != batch_dim]
+
+    def unit_rms(d):
+        return d / d.pow(2).mean(dim=per_image, keepdim=True).add(DEFAULT_STATS_EPS).sqrt()
+
+    return unit_rms(d_mu), unit_rms(d_sigma)
