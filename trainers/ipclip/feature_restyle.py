@@ -137,8 +137,9 @@ class FeatureRestyle:
         return torch.stack([strength * keep_mu, strength * keep_sigma])
 
     def hook(self, strength, partners=None):
-        """A `VisualFeatureTap` restyle callable for one batch of per-image strengths [B] (and, for
-        directions taken from the batch, the partner indices of `draw_partners`)."""
+        """A `VisualFeatureTap` restyle callable for one batch of per-image strengths ([B], or
+        [2, B] from `split_moments`) and, for directions taken from the batch, the partner indices
+        of `draw_partners`."""
         def restyle(layer, x, reduce_dims, batch_dim):
             if layer not in self.layers:
                 return x
