@@ -115,6 +115,36 @@ def test_batch_directions_are_the_partners_standardised_differences_at_unit_rms(
     torch.testing.assert_close(vit, out.flatten(2).permute(2, 0, 1), rtol=1e-4, atol=1e-4)
 
 
+def test_source_directions_are_random_combinations_of_the_clean_images_deviations():
+    """DIRECTIONS "source": each restyled image's mean moves along a N(0, 1)-weighted sum of the
+    clean images' deviations from their mean statistics (standardised by their mean spread), its
+    log-spread along the same sum of their log-spread deviations, both at unit RMS; so with 3 clean
+    images every direction lies in the 2-dimensional span of their deviations; ViT layout alike."""
+    restyle = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, MU_SHIFT=1.0, SIGMA_SCALE=0.5,
+                                                   DIRECTIONS="source"), 4)
+    torch.manual_seed(0)
+    weights = restyle.draw_partners(3, 5, torch.device("cpu"))
+    assert weights.shape == (8, 3) and weights.is_floating_point()
+    x = torch.randn(8, 6, 7, 7) * torch.rand(8, 6, 1, 1).add(0.5) + torch.randn(8, 6, 1, 1)
+    strength = torch.tensor([0.0, 0.0, 0.0, 1.0, 0.5, 1.0, 0.2, 1.0])
+    out = restyle.apply(x, strength, (2, 3), 0, weights)
+    var, mu = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+    mu, log_sigma = mu.flatten(1), (var + 1e-5).sqrt().log().flatten(1)
+    ref = log_sigma[:3].mean(0)
+    d_mu, d_sigma = (mu[:3] - mu[:3].mean(0)) / ref.exp(), log_sigma[:3] - ref
+    e1, e2 = weights @ d_mu, weights @ d_sigma
+    e1 = e1 / e1.pow(2).mean(1, keepdim=True).add(1e-5).sqrt()
+    e2 = e2 / e2.pow(2).mean(1, keepdim=True).add(1e-5).sqrt()
+    assert torch.linalg.matrix_rank(e1).item() == 2  # the span of 3 deviations that sum to 0
+    s = strength.view(-1, 1)
+    new_mu, new_sigma = channel_stats(out, (2, 3))
+    torch.testing.assert_close(out[:3], x[:3])
+    torch.testing.assert_close(new_mu, mu + s * e1 * log_sigma.exp(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(new_sigma.log(), log_sigma + s * 0.5 * e2, rtol=1e-3, atol=1e-3)
+    vit = restyle.apply(x.flatten(2).permute(2, 0, 1), strength, (0,), 1, weights)
+    torch.testing.assert_close(vit, out.flatten(2).permute(2, 0, 1), rtol=1e-4, atol=1e-4)
+
+
 def test_decoupled_restyles_move_only_the_mean_or_only_the_spread():
     """DECOUPLE: for that share of the re-styled images one moment keeps its statistics exactly
     (mean-only or spread-only, about half each); 0 leaves [B] strengths, both moments moving."""

@@ -23,6 +23,13 @@ the statistics along few directions, and whether a run refuses it depends on tha
 (docs/method.md M30); the stream's own restylings (strong_style, clean against keyed) were the
 candidate. Measured worse than N(0, 1) on the tiny CLIP (M30): kept for experiments.
 
+DIRECTIONS "source" draws them from the authorized images of the batch: e1 = sum_j w_j (mu_j -
+mean mu) / exp(mean log sigma) over those images, w_j ~ N(0, 1) per restyled image (a draw of
+N(0, their covariance)), e2 the same sum of their log-sigma deviations, each at unit RMS. A source
+domain's first-layer statistics vary along few directions, and a near domain's shift lies mostly in
+them (on the tiny CLIP, 95 % of the keyed paintings' first-layer mean shift lies in the keyed
+photos' top 10 of 64 principal directions, M31), whereas a N(0, 1) draw spreads over all channels.
+
 AUTHORIZED_SHARE replaces that share of the unauthorized batch by copies of the authorized images,
 always re-styled. In authorization this is the stand-in the pixel augmentations could not give: the
 key intact (the pixels are the authorized image's) on a style the projector never accepted, which
@@ -65,7 +72,7 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
 
 
 #: Values of TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS.
-RESTYLE_DIRECTIONS = ("gaussian", "batch")
+RESTYLE_DIRECTIONS = ("gaussian", "batch", "source")
 
 
 def check_directions(value, key):
@@ -116,11 +123,15 @@ class FeatureRestyle:
         return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
 
     def draw_partners(self, n_clean, n_candidates, device):
-        """DIRECTIONS "batch": indices [2, n_clean + n_candidates] of the two images (p, q) whose
-        difference of statistics gives each image's direction, two different candidates (the
-        unauthorized stream); None with "gaussian"."""
-        if self.directions != "batch":
+        """What the directions are drawn from, per image of the n_clean + n_candidates batch:
+        DIRECTIONS "batch": indices [2, B] of the two images (p, q) whose difference of statistics
+        gives each image's direction, two different candidates (the unauthorized stream);
+        "source": N(0, 1) weights [B, n_clean] of the clean (authorized) images' deviations from
+        their batch mean; None with "gaussian"."""
+        if self.directions == "gaussian":
             return None
+        if self.directions == "source":
+            return torch.randn(n_clean + n_candidates, n_clean, device=device)
         size = n_clean + n_candidates
         p = torch.randint(n_candidates, (size,), device=device)
         q = (p + torch.randint(1, max(n_candidates, 2), (size,), device=device)) % n_candidates
@@ -129,7 +140,10 @@ class FeatureRestyle:
     def split_moments(self, strength):
         """[B] -> [2, B] strengths of the mean and of the spread: for a share DECOUPLE of the
         images only one of the two moves (each with probability 1/2), so that a shift of the spread
-        alone, or of the mean alone, is a refused style too (docs/method.md M30)."""
+        alone, or of the mean alone, is a refused style too (docs/method.md M30). With DECOUPLE 0
+        nothing is drawn, so the random stream stays that of the configs without the key."""
+        if self.decouple == 0:
+            return strength.unsqueeze(0).expand(2, -1)
         one = torch.rand_like(strength) < self.decouple
         mean_only = torch.rand_like(strength) < 0.5
         keep_mu = ~one | mean_only
@@ -138,8 +152,8 @@ class FeatureRestyle:
 
     def hook(self, strength, partners=None):
         """A `VisualFeatureTap` restyle callable for one batch of per-image strengths ([B], or
-        [2, B] from `split_moments`) and, for directions taken from the batch, the partner indices
-        of `draw_partners`."""
+        [2, B] from `split_moments`) and, for directions taken from the batch, what
+        `draw_partners` drew."""
         def restyle(layer, x, reduce_dims, batch_dim):
             if layer not in self.layers:
                 return x
@@ -150,7 +164,7 @@ class FeatureRestyle:
     def apply(self, x, strength, reduce_dims, batch_dim, partners=None):
         """x with each image's channel statistics (over `reduce_dims`) perturbed by its strength
         ([B], or [2, B]: the mean's and the spread's, see `split_moments`); images of strength 0
-        come back unchanged. `partners` [2, B]: directions from the batch."""
+        come back unchanged. `partners` (from `draw_partners`): directions from the batch."""
         xf = x.float()
         var, mu = torch.var_mean(xf, dim=reduce_dims, correction=0, keepdim=True)
         sigma = var.add(DEFAULT_STATS_EPS).sqrt()
@@ -160,6 +174,8 @@ class FeatureRestyle:
         s_mu, s_sigma = (m.to(xf).view(shape) for m in moments)
         if partners is None:
             e1, e2 = torch.randn_like(mu), torch.randn_like(sigma)
+        elif self.directions == "source":
+            e1, e2 = _source_directions(mu, sigma, partners, batch_dim)
         else:
             e1, e2 = _batch_directions(mu, sigma, partners, batch_dim)
         shifted = mu + s_mu * self.mu_shift * e1 * sigma
@@ -172,12 +188,29 @@ def _batch_directions(mu, sigma, partners, batch_dim):
     root mean square 1 over an image's channels (0 where p = q)."""
     p, q = partners
     log_sigma = sigma.log()
-    d_mu = (mu.index_select(batch_dim, p) - mu.index_select(batch_dim, q)) / (
-        log_sigma.index_select(batch_dim, p) + log_sigma.index_select(batch_dim, q)).mul(0.5).exp()
-    d_sigma = log_sigma.index_select(batch_dim, p) - log_sigma.index_select(batch_dim, q)
-    per_image = [d for d in range(mu.dim()) if d != batch_dim]
+    mu_p, mu_q = mu.index_select(batch_dim, p), mu.index_select(batch_dim, q)
+    ls_p, ls_q = log_sigma.index_select(batch_dim, p), log_sigma.index_select(batch_dim, q)
+    d_mu = (mu_p - mu_q) / (ls_p + ls_q).mul(0.5).exp()
+    d_sigma = ls_p - ls_q
+    return _unit_rms(d_mu, batch_dim), _unit_rms(d_sigma, batch_dim)
 
-    def unit_rms(d):
-        return d / d.pow(2).mean(dim=per_image, keepdim=True).add(DEFAULT_STATS_EPS).sqrt()
 
-    return unit_rms(d_mu), unit_rms(d_sigma)
+def _source_directions(mu, sigma, weights, batch_dim):
+    """(e1, e2) shaped like mu: random combinations (`weights` [B, n]) of the first n images'
+    standardised deviations from their mean statistics, i.e. draws of N(0, their covariance), each
+    of root mean square 1 over an image's channels."""
+    n = weights.shape[1]
+    mu_b, log_sigma_b = mu.movedim(batch_dim, 0), sigma.log().movedim(batch_dim, 0)
+    mu_src, ls_src = mu_b[:n].flatten(1), log_sigma_b[:n].flatten(1)
+    ls_mean = ls_src.mean(0)
+    d_mu = (mu_src - mu_src.mean(0)) / ls_mean.exp()
+    d_sigma = ls_src - ls_mean
+    e1 = (weights @ d_mu).view(mu_b.shape).movedim(0, batch_dim)
+    e2 = (weights @ d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
+    return _unit_rms(e1, batch_dim), _unit_rms(e2, batch_dim)
+
+
+def _unit_rms(d, batch_dim):
+    """d scaled to a root mean square of 1 over each image's channels (0 stays 0)."""
+    per_image = [i for i in range(d.dim()) if i != batch_dim]
+    return d / d.pow(2).mean(dim=per_image, keepdim=True).add(DEFAULT_STATS_EPS).sqrt()

@@ -66,9 +66,7 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     hook = None
     if restyle is not None and restyle.enabled:
         x_u, y_u, n_copies = restyle.with_authorized_copies(x_a, y_a, x_u, y_u)
-        strength = restyle.draw(n, x_u.shape[0], x_a.device, n_copies)
-        if restyle.decouple > 0:
-            strength = restyle.split_moments(strength)
+        strength = restyle.split_moments(restyle.draw(n, x_u.shape[0], x_a.device, n_copies))
         hook = restyle.hook(strength, restyle.draw_partners(n, x_u.shape[0], x_a.device))
     out = model.encode(torch.cat([x_a, x_u]), restyle=hook)
     logits_a, logits_u = out["logits"][:n], out["logits"][n:]
