@@ -143,7 +143,7 @@ class FeatureRestyle:
         alone, or of the mean alone, is a refused style too (docs/method.md M30). With DECOUPLE 0
         nothing is drawn, so the random stream stays that of the configs without the key."""
         if self.decouple == 0:
-            return strength.unsqueeze(0).expand(2, -1)
+            return strength.expand(2, -1)
         one = torch.rand_like(strength) < self.decouple
         mean_only = torch.rand_like(strength) < 0.5
         keep_mu = ~one | mean_only
@@ -170,14 +170,11 @@ class FeatureRestyle:
         sigma = var.add(DEFAULT_STATS_EPS).sqrt()
         shape = [1] * x.dim()
         shape[batch_dim] = -1
-        moments = strength if strength.dim() == 2 else strength.unsqueeze(0).expand(2, -1)
-        s_mu, s_sigma = (m.to(xf).view(shape) for m in moments)
-        if partners is None:
+        s_mu, s_sigma = (m.to(xf).view(shape) for m in strength.expand(2, -1))
+        if self.directions == "gaussian":
             e1, e2 = torch.randn_like(mu), torch.randn_like(sigma)
-        elif self.directions == "source":
-            e1, e2 = _source_directions(mu, sigma, partners, batch_dim)
         else:
-            e1, e2 = _batch_directions(mu, sigma, partners, batch_dim)
+            e1, e2 = _DRAWN_DIRECTIONS[self.directions](mu, sigma, partners, batch_dim)
         shifted = mu + s_mu * self.mu_shift * e1 * sigma
         scale = torch.exp(s_sigma * self.sigma_scale * e2)
         return ((xf - mu) * scale + shifted).to(x.dtype)
@@ -208,6 +205,10 @@ def _source_directions(mu, sigma, weights, batch_dim):
     e1 = (weights @ d_mu).view(mu_b.shape).movedim(0, batch_dim)
     e2 = (weights @ d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
     return _unit_rms(e1, batch_dim), _unit_rms(e2, batch_dim)
+
+
+#: DIRECTIONS other than "gaussian" -> (mu, sigma, what `draw_partners` drew, batch_dim) -> (e1, e2).
+_DRAWN_DIRECTIONS = {"batch": _batch_directions, "source": _source_directions}
 
 
 def _unit_rms(d, batch_dim):
