@@ -171,6 +171,27 @@ def test_kl_upper_bound_caps_only_the_kl():
         IPCLIPLossWeights.from_cfg(_node_with(KL_UPPER_BOUND=-1.0))
 
 
+def test_early_kl_weight_replaces_w_kl_only_in_the_first_epochs():
+    """W_KL_EARLY scales the KL during epochs 0 .. KL_EARLY_EPOCHS - 1, W_KL afterwards; the other
+    terms never change; KL_EARLY_EPOCHS 0 (the default) keeps W_KL from the first epoch."""
+    base = dict(w_u=1, s_ai=1, w_ai=0, w_ui=0, w_m=0, w_en=0, w_kl=2, upper_bound=100)
+    loss = IPCLIPLoss(IPCLIPLossWeights(w_kl_early=6, kl_early_epochs=3, **base))
+    for epoch, w_kl in ((0, 6), (2, 6), (3, 2), (10, 2), (1, 6)):
+        loss.set_epoch(epoch)
+        total, _ = loss(**batch())
+        assert total.item() == pytest.approx(CE_A - CE_U - w_kl * KL, rel=1e-5), epoch
+    off = IPCLIPLoss(IPCLIPLossWeights(w_kl_early=6, kl_early_epochs=0, **base))
+    off.set_epoch(0)
+    assert off(**batch())[0].item() == pytest.approx(CE_A - CE_U - 2 * KL, rel=1e-5)
+    node = _node_with(W_KL_EARLY=30.0, KL_EARLY_EPOCHS=20)
+    weights = IPCLIPLossWeights.from_cfg(node)
+    assert (weights.at_epoch(19).w_kl, weights.at_epoch(20).w_kl) == (30.0, node.W_KL)
+    assert extend_cfg(get_cfg_default()).TRAINER.IPCLIP.LOSS.AUTHORIZATION.KL_EARLY_EPOCHS == 0
+    for key in ("W_KL_EARLY", "KL_EARLY_EPOCHS"):
+        with pytest.raises(ValueError, match=f"{key} must be >= 0"):
+            IPCLIPLossWeights.from_cfg(_node_with(**{key: -1.0}))
+
+
 def _node_with(**overrides):
     cfg = get_cfg_default()
     extend_cfg(cfg)

@@ -83,6 +83,21 @@ def test_only_the_projector_and_branch_learn(toy_root, tmp_path, random_clip_fil
     assert changed, "the optimiser step changed no learnable parameter"
 
 
+def test_each_epoch_trains_with_its_own_kl_weight(toy_root, tmp_path, random_clip_file):
+    """LOSS.<S>.W_KL_EARLY / KL_EARLY_EPOCHS: the trainer switches the KL's weight when an epoch
+    starts (so a resumed run picks the weight of the epoch it resumes at)."""
+    trainer = build_trainer(_cfg(toy_root, tmp_path, random_clip_file,
+                                 "TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_KL_EARLY", "7.0",
+                                 "TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.KL_EARLY_EPOCHS", "2"))
+    w_kl = trainer.cfg.TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_KL
+    seen = []
+    for epoch in (3, 0, 1, 2):
+        trainer.epoch = epoch
+        trainer.before_epoch()
+        seen.append(trainer.loss_fn.weights.w_kl)
+    assert seen == [w_kl, 7.0, 7.0, w_kl]
+
+
 def test_a_collapsed_run_stops_with_an_error_and_is_not_finished(toy_root, tmp_path, random_clip_file,
                                                                  capsys):
     """The issue's reproduction (SGD at lr 1e6, no token bound): the loss becomes NaN, the CLI exits

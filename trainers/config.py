@@ -279,6 +279,10 @@ def extend_cfg(cfg):
         # Ours (0: the release): weight of + KL(p_zs || p_a), which anchors the authorized images'
         # class distribution to zero-shot CLIP's (prompts of TRAINER.ZSCLIP.TEMPLATE / the dataset's).
         node.W_ZS = 0.0
+        # Ours: the KL's weight during the first KL_EARLY_EPOCHS epochs (W_KL afterwards); 0 epochs:
+        # W_KL throughout (the release). docs/method.md M32.
+        node.W_KL_EARLY = 0.0
+        node.KL_EARLY_EPOCHS = 0
         for key, value in specific.items():
             setattr(node, key, value)
         ip.LOSS[scenario] = node

@@ -34,8 +34,13 @@ teacher's full distribution on each shot is a denser target than its label (know
 learning keeps learned prompts near the hand-written ones for the same reason). With
 `anchor_only_where_right` the images the teacher gets wrong are left to CE_a: there the two targets
 disagree, and the anchor would hold the authorized domain at the teacher's accuracy.
+
+`w_kl_early` (ours; off in every shipped config) replaces w_kl during the first `kl_early_epochs`
+epochs. How far a run accepts along a direction its data never constrains is set in the first
+epochs (docs/method.md M31), so the push's timing was a candidate lever; measured in M32, neither an
+early nor a late stronger push narrowed the spread between training seeds.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +55,13 @@ CONFIG_KEYS = {
     "u_upper_bound": "U_UPPER_BOUND",
     "per_sample_bound": "PER_SAMPLE_BOUND", "kl_stop_authorized": "KL_STOP_AUTHORIZED",
     "kl_form": "KL_FORM", "entropy_form": "ENTROPY_FORM", "u_loss": "U_LOSS", "w_zs": "W_ZS",
+    "w_kl_early": "W_KL_EARLY", "kl_early_epochs": "KL_EARLY_EPOCHS",
 }
 #: Keys that must not be negative, with what 0 means.
 NON_NEGATIVE = {"kl_upper_bound": "0: the KL shares UPPER_BOUND",
-                "u_upper_bound": "0: the unauthorized term shares UPPER_BOUND", "w_zs": "0: no anchor"}
+                "u_upper_bound": "0: the unauthorized term shares UPPER_BOUND", "w_zs": "0: no anchor",
+                "w_kl_early": "the KL's weight in the first KL_EARLY_EPOCHS epochs",
+                "kl_early_epochs": "0: W_KL from the first epoch"}
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
 #: Forms of the KL term: ours (scaled features, KL(p_a || p_u), channel mean, clamped) or the release's.
@@ -85,6 +93,8 @@ class IPCLIPLossWeights:
     entropy_form: str = "classes"
     u_loss: str = "bounded_ce"
     w_zs: float = 0.0
+    w_kl_early: float = 0.0
+    kl_early_epochs: float = 0.0  # 0: w_kl from the first epoch (w_kl_early unused)
 
     def __post_init__(self):
         # The release's KL is never clamped: a bound of its own would be silently ignored.
@@ -114,6 +124,13 @@ class IPCLIPLossWeights:
 
     def as_dict(self):
         return asdict(self)
+
+    def at_epoch(self, epoch):
+        """The weights in force during `epoch` (from 0): w_kl_early replaces w_kl before
+        kl_early_epochs. A Python float per epoch, so the step itself branches on nothing."""
+        if epoch < self.kl_early_epochs:
+            return replace(self, w_kl=self.w_kl_early)
+        return self
 
 
 def _check_weight(name, value, key):
@@ -227,8 +244,12 @@ class IPCLIPLoss(nn.Module):
         if not isinstance(anchor_only_where_right, bool):
             raise ConfigError("TRAINER.IPCLIP.ANCHOR.ONLY_WHERE_RIGHT must be True or False, "
                               f"got {anchor_only_where_right!r}.")
-        self.weights = weights
+        self.base_weights = self.weights = weights
         self.anchor_only_where_right = anchor_only_where_right
+
+    def set_epoch(self, epoch):
+        """Use the weights of `epoch` (IPCLIPLossWeights.at_epoch) from now on."""
+        self.weights = self.base_weights.at_epoch(epoch)
 
     def forward(self, logits_a, labels_a, logits_u, labels_u, logits_ai, logits_ui,
                 dom_a, dom_u, text_a, text_u, logits_zs_a=None):

@@ -154,6 +154,10 @@ class IPCLIP(TrainerXU):
             self.fit_standardizer()
             self.fill_banks()
 
+    def before_epoch(self):
+        super().before_epoch()
+        self.loss_fn.set_epoch(self.epoch)
+
     @torch.no_grad()
     def fit_standardizer(self):
         """STATS_NORM authorized: one pass of the image encoder over the authorized stream (test
