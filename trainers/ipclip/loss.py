@@ -60,7 +60,7 @@ CONFIG_KEYS = {
 #: Keys that must not be negative, with what 0 means.
 NON_NEGATIVE = {"kl_upper_bound": "0: the KL shares UPPER_BOUND",
                 "u_upper_bound": "0: the unauthorized term shares UPPER_BOUND", "w_zs": "0: no anchor",
-                "w_kl_early": "the KL's weight in the first KL_EARLY_EPOCHS epochs",
+                "w_kl_early": "0: no KL in the first KL_EARLY_EPOCHS epochs",
                 "kl_early_epochs": "0: W_KL from the first epoch"}
 #: The keys that are switches (True / False), not weights.
 SWITCHES = ("per_sample_bound", "kl_stop_authorized")
