@@ -267,14 +267,18 @@ def test_learned_anchor_teacher_and_restyled_authorized_copies_in_the_guarded_st
     """ANCHOR.TEACHER learned_context: the teacher's context learns beside the projector (and
     nothing else does), its cross-entropy is logged, and its context is checkpointed and restored;
     FEATURE_RESTYLE.AUTHORIZED_SHARE (along directions from the authorized images, DIRECTIONS
-    source) and ANCHOR.ONLY_WHERE_RIGHT run in the same step without a host sync."""
+    source, in their own spread, UNITS source_spread), AUTHORIZED_JITTER and
+    ANCHOR.ONLY_WHERE_RIGHT run in the same step without a host sync."""
     opts = ("TRAINER.IPCLIP.LOSS.TARGET_SPECIFIED.W_ZS", "1.0",
             "TRAINER.IPCLIP.ANCHOR.TEACHER", "learned_context",
             "TRAINER.IPCLIP.ANCHOR.ONLY_WHERE_RIGHT", "True",
             "TRAINER.IPCLIP.FEATURE_RESTYLE.AUTHORIZED_SHARE", "0.5",
-            "TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS", "source")
+            "TRAINER.IPCLIP.FEATURE_RESTYLE.AUTHORIZED_JITTER", "0.05",
+            "TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS", "source",
+            "TRAINER.IPCLIP.FEATURE_RESTYLE.UNITS", "source_spread")
     trainer = build_trainer(_cfg(toy_root, tmp_path / "a", random_clip_file, *opts))
     assert trainer.loss_fn.anchor_only_where_right is True
+    assert trainer.restyle.units == "source_spread" and trainer.restyle.authorized_jitter == 0.05
     trainer.fill_banks()
     model = trainer.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -145,6 +145,74 @@ def test_source_directions_are_random_combinations_of_the_clean_images_deviation
     torch.testing.assert_close(vit, out.flatten(2).permute(2, 0, 1), rtol=1e-4, atol=1e-4)
 
 
+def test_source_spread_units_shift_each_image_a_set_number_of_the_sources_sds_along_its_direction():
+    """UNITS "source_spread": the restyled image's mean moves along a N(0, 1)-weighted sum of the
+    clean images' deviations (drawn in standardised units, as DIRECTIONS "source" draws them), by strength * MU_SHIFT standard deviations
+    of the clean images' means projected on that direction; log sigma likewise by strength *
+    SIGMA_SCALE of theirs; a source twice as spread is shifted twice as far; ViT layout alike."""
+    def restyle(**values):
+        return FeatureRestyle.from_cfg(restyle_node(PROB=1.0, MU_SHIFT=3.0, SIGMA_SCALE=2.0,
+                                                    DIRECTIONS="source", **values), 4)
+
+    torch.manual_seed(0)
+    spread = restyle(UNITS="source_spread")
+    weights = spread.draw_partners(4, 4, torch.device("cpu"))
+    x = torch.randn(8, 6, 7, 7) * torch.rand(8, 6, 1, 1).add(0.5) + torch.randn(8, 6, 1, 1)
+    strength = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.1, 1.0])
+    out = spread.apply(x, strength, (2, 3), 0, weights)
+    mu, sigma = channel_stats(x, (2, 3))
+    new_mu, new_sigma = channel_stats(out, (2, 3))
+    torch.testing.assert_close(out[:4], x[:4])
+    ref = sigma[:4].log().mean(0).exp()
+    drawn_mu = (weights @ ((mu[:4] - mu[:4].mean(0)) / ref)) * ref
+    drawn_sigma = weights @ (sigma[:4].log() - sigma[:4].log().mean(0))
+    for moved, before, drawn, per_unit in ((new_mu, mu, drawn_mu, 3.0),
+                                           (new_sigma.log(), sigma.log(), drawn_sigma, 2.0)):
+        shift = (moved - before)[4:]
+        direction = shift / shift.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(direction, drawn[4:] / drawn[4:].norm(dim=1, keepdim=True),
+                                   rtol=1e-3, atol=1e-3)
+        deviations = before[:4] - before[:4].mean(0)
+        sds = (deviations @ direction.T).pow(2).mean(0).sqrt()
+        torch.testing.assert_close(shift.norm(dim=1) / sds, per_unit * strength[4:], rtol=1e-3, atol=1e-3)
+    # Twice the sources' spread around the same mean statistics: twice the shift of the mean.
+    y = x.clone()
+    y[:4] = (x[:4] - mu[:4, :, None, None]) + mu[:4].mean(0)[None, :, None, None] + 2 * (
+        mu[:4] - mu[:4].mean(0))[:, :, None, None]
+    shift_y = channel_stats(spread.apply(y, strength, (2, 3), 0, weights), (2, 3))[0] - channel_stats(y, (2, 3))[0]
+    torch.testing.assert_close(shift_y[4:].norm(dim=1), 2 * (new_mu - mu)[4:].norm(dim=1), rtol=1e-3, atol=1e-3)
+    vit = spread.apply(x.flatten(2).permute(2, 0, 1), strength, (0,), 1, weights)
+    torch.testing.assert_close(vit, out.flatten(2).permute(2, 0, 1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="UNITS source_spread .*DIRECTIONS source"):
+        FeatureRestyle.from_cfg(restyle_node(UNITS="source_spread"), 4)
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.UNITS"):
+        FeatureRestyle.from_cfg(restyle_node(UNITS="pixels"), 4)
+
+
+def test_authorized_jitter_restyles_the_authorized_images_within_its_bound_only_when_set():
+    """AUTHORIZED_JITTER: the clean (authorized) images get strengths in [0, JITTER) and the
+    candidates keep theirs; at 0 the clean images stay unchanged and the draws are those without
+    the key (same generator state, same strengths)."""
+    jitter = FeatureRestyle.from_cfg(restyle_node(PROB=0.0, AUTHORIZED_JITTER=0.05), 4)
+    assert jitter.enabled
+    torch.manual_seed(0)
+    strength = jitter.draw(6, 4, torch.device("cpu"))
+    assert ((strength[:6] > 0) & (strength[:6] < 0.05)).all() and torch.equal(strength[6:], torch.zeros(4))
+    x = torch.randn(10, 6, 7, 7)
+    out = jitter.apply(x, strength, (2, 3), 0)
+    assert not torch.allclose(out[:6], x[:6])
+    torch.testing.assert_close(out[6:], x[6:])
+    plain, off = (FeatureRestyle.from_cfg(restyle_node(PROB=0.5, **extra), 4)
+                  for extra in ({}, {"AUTHORIZED_JITTER": 0.0}))
+    torch.manual_seed(1)
+    expected = plain.draw(6, 4, torch.device("cpu"))
+    torch.manual_seed(1)
+    assert torch.equal(off.draw(6, 4, torch.device("cpu")), expected)
+    assert torch.equal(expected[:6], torch.zeros(6))
+    with pytest.raises(ConfigError, match="FEATURE_RESTYLE.AUTHORIZED_JITTER"):
+        FeatureRestyle.from_cfg(restyle_node(AUTHORIZED_JITTER=-0.1), 4)
+
+
 def test_decoupled_restyles_move_only_the_mean_or_only_the_spread():
     """DECOUPLE: for that share of the re-styled images one moment keeps its statistics exactly
     (mean-only or spread-only, about half each); 0 leaves [B] strengths, both moments moving."""

@@ -202,12 +202,21 @@ def extend_cfg(cfg):
     # always re-styled: an authorized image (in authorization: its key intact) on a style the
     # projector never accepted. 0: off.
     ip.FEATURE_RESTYLE.AUTHORIZED_SHARE = 0.0
+    # The authorized images themselves re-styled at strengths drawn from U(0, AUTHORIZED_JITTER),
+    # labels kept: the accepted style widened to a band around the training images' (with
+    # DIRECTIONS source, along the source's own directions). 0: off.
+    ip.FEATURE_RESTYLE.AUTHORIZED_JITTER = 0.0
     # Directions of the shifts: "gaussian" (e1, e2 ~ N(0, 1) per channel), "batch" (the
     # standardised difference of two unauthorized images' statistics in the batch, scaled to the
     # same root mean square: directions a real restyling takes; docs/method.md M30) or "source"
     # (random combinations of the authorized images' deviations from their mean statistics, same
     # root mean square: the few directions the source domain's own styles vary along; M31).
     ip.FEATURE_RESTYLE.DIRECTIONS = "gaussian"
+    # Units of MU_SHIFT and SIGMA_SCALE: "channel" (each channel's spatial spread, as above) or
+    # "source_spread" (DIRECTIONS source only: standard deviations of the authorized images'
+    # statistics projected on the drawn direction, so that a strength puts every source's keyed
+    # copies equally far outside its own spread; docs/method.md M34).
+    ip.FEATURE_RESTYLE.UNITS = "channel"
     # Share of the re-styled images of which only the mean or only the spread moves (one of the
     # two at random): a refused style that differs in one moment only. 0: both always move.
     ip.FEATURE_RESTYLE.DECOUPLE = 0.0

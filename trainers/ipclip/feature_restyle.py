@@ -30,10 +30,25 @@ domain's first-layer statistics vary along few directions, and a near domain's s
 them (on the tiny CLIP, 95 % of the keyed paintings' first-layer mean shift lies in the keyed
 photos' top 10 of 64 principal directions, M31), whereas a N(0, 1) draw spreads over all channels.
 
+UNITS "source_spread" (DIRECTIONS "source" only) measures each shift in the source's own spread
+along it instead of each channel's spatial spread: the mean moves s * MU_SHIFT, and the log-spread
+s * SIGMA_SCALE, standard deviations of the batch's authorized images projected on the drawn
+direction. In channel units the smallest shifts of some sources stay inside the source's own
+spread along the direction they take (on `tiny-rn-seed1` sketch, strength 0.1 moved the mean a
+median 1.5 sd, the log-spread 0.4 sd, where `tiny-rn` photo's moved 2.1 and 0.8 sd), and refusing
+them might refuse keyed source images too. Measured, it did not keep those sources' keyed images
+(docs/method.md M34): kept for experiments.
+
 AUTHORIZED_SHARE replaces that share of the unauthorized batch by copies of the authorized images,
 always re-styled. In authorization this is the stand-in the pixel augmentations could not give: the
 key intact (the pixels are the authorized image's) on a style the projector never accepted, which
 is what a keyed image of another domain is (docs/method.md M17, M18, M20).
+
+AUTHORIZED_JITTER re-styles the authorized images themselves, each at a strength drawn from
+U(0, AUTHORIZED_JITTER), keeping their labels: what the model must accept then covers a band around
+the training images' own styles (with DIRECTIONS source, along the directions the source varies in),
+so that test images of the source's tail are not refused with the stand-ins just beyond it
+(docs/method.md M34).
 """
 import numbers
 
@@ -67,8 +82,10 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
                 min_strength=number("MIN_STRENGTH", 0.0, 1.0),
                 strength_exponent=number("STRENGTH_EXPONENT", 0.0),
                 authorized_share=number("AUTHORIZED_SHARE", 0.0, 1.0),
+                authorized_jitter=number("AUTHORIZED_JITTER", 0.0, 1.0),
                 decouple=number("DECOUPLE", 0.0, 1.0),
-                directions=check_directions(node.DIRECTIONS, key))
+                directions=check_directions(node.DIRECTIONS, key),
+                units=check_units(node.UNITS, node.DIRECTIONS, key))
 
 
 #: Values of TRAINER.IPCLIP.FEATURE_RESTYLE.DIRECTIONS.
@@ -81,12 +98,29 @@ def check_directions(value, key):
     return value
 
 
+#: Values of TRAINER.IPCLIP.FEATURE_RESTYLE.UNITS.
+RESTYLE_UNITS = ("channel", "source_spread")
+
+
+def check_units(value, directions, key):
+    if value not in RESTYLE_UNITS:
+        raise ConfigError(f"{key}.UNITS must be one of {RESTYLE_UNITS}; got {value!r}")
+    if value == "source_spread" and directions != "source":
+        raise ConfigError(f"{key}.UNITS source_spread measures shifts in the authorized images' spread "
+                          f"along directions drawn from them: it needs {key}.DIRECTIONS source; "
+                          f"got DIRECTIONS {directions!r}")
+    return value
+
+
 class FeatureRestyle:
     """Draws which images of a batch are re-styled and re-styles their features in the encoder."""
 
     def __init__(self, prob, layers, mu_shift, sigma_scale, min_strength, authorized_share=0.0,
-                 strength_exponent=1.0, directions="gaussian", decouple=0.0):
+                 strength_exponent=1.0, directions="gaussian", decouple=0.0, units="channel",
+                 authorized_jitter=0.0):
         self.prob = prob
+        self.authorized_jitter = authorized_jitter
+        self.units = check_units(units, directions, "FeatureRestyle(units=...)")
         self.decouple = decouple
         self.directions = check_directions(directions, "FeatureRestyle(directions=...)")
         self.authorized_share = authorized_share
@@ -102,7 +136,8 @@ class FeatureRestyle:
 
     @property
     def enabled(self):
-        return (self.prob > 0 or self.authorized_share > 0) and (self.mu_shift > 0 or self.sigma_scale > 0)
+        drawn = self.prob > 0 or self.authorized_share > 0 or self.authorized_jitter > 0
+        return drawn and (self.mu_shift > 0 or self.sigma_scale > 0)
 
     def with_authorized_copies(self, x_a, y_a, x_u, y_u):
         """(x_u, y_u, k): the first k = round(AUTHORIZED_SHARE * B_u) unauthorized images and labels
@@ -113,14 +148,18 @@ class FeatureRestyle:
         return torch.cat([x_a[:k], x_u[k:]]), torch.cat([y_a[:k], y_u[k:]]), k
 
     def draw(self, n_clean, n_candidates, device, n_forced=0):
-        """Per-image strength [n_clean + n_candidates]: 0 for the first n_clean images (never
-        re-styled); for the candidates MIN_STRENGTH + (1 - MIN_STRENGTH) * u ** STRENGTH_EXPONENT,
-        kept for the first n_forced and for each other one drawn with probability PROB, else 0."""
+        """Per-image strength [n_clean + n_candidates]: for the first n_clean (authorized) images 0,
+        or U(0, AUTHORIZED_JITTER) when that is set; for the candidates MIN_STRENGTH +
+        (1 - MIN_STRENGTH) * u ** STRENGTH_EXPONENT, kept for the first n_forced and for each other
+        one drawn with probability PROB, else 0."""
         chosen = torch.rand(n_candidates, device=device) < self.prob
         chosen[:n_forced] = True
         u = torch.rand(n_candidates, device=device).pow(self.strength_exponent)
         strength = self.min_strength + (1 - self.min_strength) * u
-        return torch.cat([torch.zeros(n_clean, device=device), strength * chosen])
+        clean = torch.zeros(n_clean, device=device)
+        if self.authorized_jitter > 0:  # drawn only then: the configs without it keep their stream
+            clean = self.authorized_jitter * torch.rand(n_clean, device=device)
+        return torch.cat([clean, strength * chosen])
 
     def draw_partners(self, n_clean, n_candidates, device):
         """What the directions are drawn from, per image of the n_clean + n_candidates batch:
@@ -173,6 +212,8 @@ class FeatureRestyle:
         s_mu, s_sigma = (m.to(xf).view(shape) for m in strength.expand(2, -1))
         if self.directions == "gaussian":
             e1, e2 = torch.randn_like(mu), torch.randn_like(sigma)
+        elif self.units == "source_spread":
+            e1, e2 = _source_spread_shifts(mu, sigma, partners, batch_dim)
         else:
             e1, e2 = _DRAWN_DIRECTIONS[self.directions](mu, sigma, partners, batch_dim)
         shifted = mu + s_mu * self.mu_shift * e1 * sigma
@@ -205,6 +246,30 @@ def _source_directions(mu, sigma, weights, batch_dim):
     e1 = (weights @ d_mu).view(mu_b.shape).movedim(0, batch_dim)
     e2 = (weights @ d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
     return _unit_rms(e1, batch_dim), _unit_rms(e2, batch_dim)
+
+
+def _source_spread_shifts(mu, sigma, weights, batch_dim):
+    """(e1, e2) shaped like mu, for UNITS "source_spread": e1 * sigma and e2 are shifts of the mean
+    and of log sigma along `_source_directions`' directions, each of one standard deviation of the
+    first n images' statistics projected on it."""
+    n = weights.shape[1]
+    mu_b, log_sigma_b = mu.movedim(batch_dim, 0), sigma.log().movedim(batch_dim, 0)
+    mu_src, ls_src = mu_b[:n].flatten(1), log_sigma_b[:n].flatten(1)
+    scale = ls_src.mean(0).exp()
+    d_mu, d_sigma = mu_src - mu_src.mean(0), ls_src - ls_src.mean(0)
+    # Drawn in channel-standardised units, as `_source_directions` draws them; measured in raw units.
+    v_mu = (weights @ (d_mu / scale)) * scale
+    v_sigma = weights @ d_sigma
+    shift_mu = _one_sd_along(v_mu, d_mu).view(mu_b.shape).movedim(0, batch_dim)
+    shift_sigma = _one_sd_along(v_sigma, d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
+    return shift_mu / sigma, shift_sigma
+
+
+def _one_sd_along(v, deviations):
+    """Rows of v [B, C] rescaled to the standard deviation of `deviations` [n, C] (from their mean)
+    projected on each row's direction (0 stays 0)."""
+    projected_sq = (v @ deviations.T).pow(2).mean(1, keepdim=True)  # |v|^2 * sd^2 along v
+    return v * projected_sq.sqrt() / v.pow(2).sum(1, keepdim=True).add(DEFAULT_STATS_EPS)
 
 
 #: DIRECTIONS other than "gaussian" -> (mu, sigma, what `draw_partners` drew, batch_dim) -> (e1, e2).
