@@ -233,18 +233,28 @@ def _batch_directions(mu, sigma, partners, batch_dim):
     return _unit_rms(d_mu, batch_dim), _unit_rms(d_sigma, batch_dim)
 
 
+def _source_deviations(mu, sigma, n, batch_dim):
+    """(d_mu, d_log_sigma, scale): the first n images' deviations from their mean statistics, each
+    [n, C] with the batch first (the means' in raw units), and the geometric mean spread [C] that
+    standardises the means'."""
+    mu_src = mu.movedim(batch_dim, 0)[:n].flatten(1)
+    ls_src = sigma.log().movedim(batch_dim, 0)[:n].flatten(1)
+    ls_mean = ls_src.mean(0)
+    return mu_src - mu_src.mean(0), ls_src - ls_mean, ls_mean.exp()
+
+
+def _like_stats(v, stats, batch_dim):
+    """v [B, C] laid out as the statistics `stats` (the batch at batch_dim, singleton reduce dims)."""
+    return v.view(stats.movedim(batch_dim, 0).shape).movedim(0, batch_dim)
+
+
 def _source_directions(mu, sigma, weights, batch_dim):
     """(e1, e2) shaped like mu: random combinations (`weights` [B, n]) of the first n images'
     standardised deviations from their mean statistics, i.e. draws of N(0, their covariance), each
     of root mean square 1 over an image's channels."""
-    n = weights.shape[1]
-    mu_b, log_sigma_b = mu.movedim(batch_dim, 0), sigma.log().movedim(batch_dim, 0)
-    mu_src, ls_src = mu_b[:n].flatten(1), log_sigma_b[:n].flatten(1)
-    ls_mean = ls_src.mean(0)
-    d_mu = (mu_src - mu_src.mean(0)) / ls_mean.exp()
-    d_sigma = ls_src - ls_mean
-    e1 = (weights @ d_mu).view(mu_b.shape).movedim(0, batch_dim)
-    e2 = (weights @ d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
+    d_mu, d_sigma, scale = _source_deviations(mu, sigma, weights.shape[1], batch_dim)
+    e1 = _like_stats(weights @ (d_mu / scale), mu, batch_dim)
+    e2 = _like_stats(weights @ d_sigma, mu, batch_dim)
     return _unit_rms(e1, batch_dim), _unit_rms(e2, batch_dim)
 
 
@@ -252,16 +262,11 @@ def _source_spread_shifts(mu, sigma, weights, batch_dim):
     """(e1, e2) shaped like mu, for UNITS "source_spread": e1 * sigma and e2 are shifts of the mean
     and of log sigma along `_source_directions`' directions, each of one standard deviation of the
     first n images' statistics projected on it."""
-    n = weights.shape[1]
-    mu_b, log_sigma_b = mu.movedim(batch_dim, 0), sigma.log().movedim(batch_dim, 0)
-    mu_src, ls_src = mu_b[:n].flatten(1), log_sigma_b[:n].flatten(1)
-    scale = ls_src.mean(0).exp()
-    d_mu, d_sigma = mu_src - mu_src.mean(0), ls_src - ls_src.mean(0)
+    d_mu, d_sigma, scale = _source_deviations(mu, sigma, weights.shape[1], batch_dim)
     # Drawn in channel-standardised units, as `_source_directions` draws them; measured in raw units.
     v_mu = (weights @ (d_mu / scale)) * scale
-    v_sigma = weights @ d_sigma
-    shift_mu = _one_sd_along(v_mu, d_mu).view(mu_b.shape).movedim(0, batch_dim)
-    shift_sigma = _one_sd_along(v_sigma, d_sigma).view(log_sigma_b.shape).movedim(0, batch_dim)
+    shift_mu = _like_stats(_one_sd_along(v_mu, d_mu), mu, batch_dim)
+    shift_sigma = _like_stats(_one_sd_along(weights @ d_sigma, d_sigma), mu, batch_dim)
     return shift_mu / sigma, shift_sigma
 
 
