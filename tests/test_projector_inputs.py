@@ -283,6 +283,40 @@ def test_standardizer_fits_the_authorized_statistics():
     assert clipped(mu * 100, log_sigma)[0].abs().max() <= 2.0
 
 
+def test_whitened_standardizer_decorrelates_each_layer_and_bounds_the_unseen_directions():
+    """With a whitening floor each layer's (mu, log sigma) vector of the fitting images comes out with
+    the identity covariance; a direction they never varied along is scaled by 1 / sqrt(floor) at
+    most; padding stays 0; without the floor nothing changes and no buffer is added."""
+    torch.manual_seed(0)
+    n, width, floor = 400, 3, 0.04
+    # correlated per layer, every eigenvalue of the correlation matrix well above the floor
+    q = torch.linalg.qr(torch.randn(2, 2 * width, 2 * width))[0]
+    mix = q * torch.linspace(1.0, 3.0, 2 * width)
+    z = torch.einsum("nlc,ldc->nld", torch.randn(n, 2, 2 * width), mix)
+    mu, log_sigma = z[..., :width].clone(), z[..., width:].clone()
+    mu[:, 1, 2] = 0.0  # layer 1 is 2 channels wide: padding (mu 0, log sigma 0)
+    log_sigma[:, 1, 2] = 0.0
+    white = StatsStandardizer(n_layers=2, width=width, min_std=0.1, clip=0.0, whiten_floor=floor)
+    white.fit(mu, log_sigma)
+    w_mu, w_sigma = white(mu, log_sigma)
+    w = torch.cat([w_mu, w_sigma], dim=-1)
+    cov = torch.einsum("nlc,nld->lcd", w - w.mean(0), w - w.mean(0)) / (n - 1)
+    torch.testing.assert_close(cov[0], torch.eye(2 * width), atol=1e-4, rtol=0)
+    real = [0, 1, 3, 4]  # layer 1 without its padded channel in mu and log sigma
+    torch.testing.assert_close(cov[1][real][:, real], torch.eye(4), atol=1e-4, rtol=0)
+    assert w_mu[:, 1, 2].abs().max() < 1e-5 and w_sigma[:, 1, 2].abs().max() < 1e-5
+    # the padded direction, never seen, is amplified by exactly 1 / sqrt(floor) over plain standardising
+    plain = StatsStandardizer(n_layers=2, width=width, min_std=0.1, clip=0.0)
+    plain.fit(mu, log_sigma)
+    poked = mu.clone()
+    poked[:, 1, 2] = 1.0
+    ratio = white(poked, log_sigma)[0][:, 1, 2] / plain(poked, log_sigma)[0][:, 1, 2]
+    torch.testing.assert_close(ratio, torch.full((n,), floor ** -0.5), rtol=1e-4, atol=0)
+    assert "whiten" in white.state_dict() and "whiten" not in plain.state_dict()
+    with pytest.raises(ValueError, match="whiten_floor"):
+        StatsStandardizer(2, width, min_std=0.1, clip=0.0, whiten_floor=-1.0)
+
+
 def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
     clip_model = build_random_clip("tiny-rn")
     kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
@@ -301,6 +335,11 @@ def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
         IPCLIPModel(clip_model, ["cat"], stats_norm="batch", **kwargs)
     with pytest.raises(ConfigError, match="PROJECTOR ours only"):
         IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", projector_form="release", **kwargs)
+    with pytest.raises(ConfigError, match="STATS_NORM_WHITEN_FLOOR"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm_whiten_floor=0.1, **kwargs)
+    white = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", stats_norm_whiten_floor=0.1,
+                        **kwargs)
+    assert "projector.standardizer.whiten" in white.learner.state_dict()
 
 
 def test_style_distance_is_the_rms_of_each_layers_standardized_statistics():

@@ -170,6 +170,11 @@ def extend_cfg(cfg):
     ip.STATS_NORM = "none"
     ip.STATS_NORM_MIN_STD = 0.1
     ip.STATS_NORM_CLIP = 5.0
+    # > 0: each layer's standardised (mu, log sigma) is also decorrelated (ZCA) by the authorized
+    # images' covariance, its eigenvalues floored at this (a direction they never vary along is
+    # scaled by at most 1 / sqrt(floor)), so that a move of k standard deviations weighs the same in
+    # every direction (docs/method.md M36). Needs STATS_NORM authorized. 0: per channel only.
+    ip.STATS_NORM_WHITEN_FLOOR = 0.0
     # The domain tokens also read each layer's distance from the authorized style: the RMS over
     # channels of the standardised mu and log sigma (two numbers per layer). Needs STATS_NORM
     # authorized. False: the statistics only (docs/method.md M25: measured, not shipped).

@@ -45,7 +45,8 @@ class IPCLIPModel(nn.Module):
                  branch_hidden, text_chunk_size=0, token_bound=0.0, image_token_init="",
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
-                 stats_norm_min_std=0.1, stats_norm_clip=5.0, stats_distance=False, zero_shot_prompts=(),
+                 stats_norm_min_std=0.1, stats_norm_clip=5.0, stats_norm_whiten_floor=0.0,
+                 stats_distance=False, zero_shot_prompts=(),
                  anchor_teacher="zero_shot", anchor_ctx_init="a photo of a"):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
@@ -58,6 +59,10 @@ class IPCLIPModel(nn.Module):
         if release_projector and stats_norm != "none":
             raise ConfigError("TRAINER.IPCLIP.STATS_NORM applies to PROJECTOR ours only (the "
                               "release's projector reads the raw statistics); set STATS_NORM none.")
+        if stats_norm_whiten_floor and stats_norm != "authorized":
+            raise ConfigError("TRAINER.IPCLIP.STATS_NORM_WHITEN_FLOOR decorrelates the standardised "
+                              "statistics: set TRAINER.IPCLIP.STATS_NORM authorized (got "
+                              f"{stats_norm!r}) or STATS_NORM_WHITEN_FLOOR 0.0.")
         if stats_distance and stats_norm != "authorized":
             raise ConfigError("TRAINER.IPCLIP.STATS_DISTANCE measures the distance from the authorized "
                               "style in the standardised statistics: set TRAINER.IPCLIP.STATS_NORM "
@@ -78,7 +83,8 @@ class IPCLIPModel(nn.Module):
             projector = ReleaseIPProjector(self.tap.layer_dims, text_width, **kwargs)
         else:
             standardizer = (StatsStandardizer(self.tap.num_layers, max(self.tap.layer_dims),
-                                              stats_norm_min_std, stats_norm_clip)
+                                              stats_norm_min_std, stats_norm_clip,
+                                              whiten_floor=stats_norm_whiten_floor)
                             if stats_norm == "authorized" else None)
             projector = IPProjector(self.tap.layer_dims, text_width, standardizer=standardizer,
                                     stats_distance=stats_distance, **kwargs)

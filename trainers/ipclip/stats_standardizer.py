@@ -12,6 +12,15 @@ z = (x - mean) / max(std, MIN_STD) per layer and channel, then softly clipped to
 (`CLIP * tanh(z / CLIP)`), so that a channel the authorized images never use (std ~ 0) cannot blow up
 on another domain. The mean and std are buffers (saved with the run), fitted once before training
 from a pass over the authorized stream.
+
+With a whitening floor (STATS_NORM_WHITEN_FLOOR > 0) each layer's standardised (mu, log sigma)
+vector is then decorrelated as well (ZCA: the inverse square root of its correlation matrix over the
+authorized images, eigenvalues floored at the floor). Standardising per channel leaves the authorized
+images' own principal directions stretched: they spread several standard deviations along a few
+correlated directions, and the projector learns to ignore moves along them, which is where the
+nearest real domain lies (docs/method.md M30-M31). Whitened, a move of k standard deviations weighs
+the same along every direction. With few authorized images beside wide layers the inverse covariance
+fits the training images' own noise: the floor bounds that (M36).
 """
 import torch
 from torch import nn
@@ -21,15 +30,22 @@ STATS_NORMS = ("none", "authorized")
 
 
 class StatsStandardizer(nn.Module):
-    def __init__(self, n_layers, width, min_std, clip):
+    def __init__(self, n_layers, width, min_std, clip, whiten_floor=0.0):
         super().__init__()
         if min_std <= 0:
             raise ValueError(f"StatsStandardizer min_std must be > 0, got {min_std}")
+        if whiten_floor < 0:
+            raise ValueError(f"StatsStandardizer whiten_floor must be >= 0 (0: no whitening), got "
+                             f"{whiten_floor}")
         self.min_std = float(min_std)
         self.clip = float(clip)
+        self.whiten_floor = float(whiten_floor)
         # [2, L, C]: row 0 for asinh(mu), row 1 for log(sigma); identity until fitted
         self.register_buffer("mean", torch.zeros(2, n_layers, width))
         self.register_buffer("std", torch.ones(2, n_layers, width))
+        if self.whiten_floor > 0:  # a buffer only then: checkpoints without it stay loadable
+            # [L, 2C, 2C] acting on concat(z_mu, z_sigma) of each layer; identity until fitted
+            self.register_buffer("whiten", torch.eye(2 * width).repeat(n_layers, 1, 1))
 
     @torch.no_grad()
     def fit(self, mu, log_sigma):
@@ -41,11 +57,24 @@ class StatsStandardizer(nn.Module):
         std, mean = torch.std_mean(x, dim=1)
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(self.min_std))
+        if self.whiten_floor > 0:
+            z = torch.cat(self._standardized(mu.float(), log_sigma.float()), dim=-1)  # [N, L, 2C]
+            z = z - z.mean(0)
+            # the correlation matrix, but for channels whose std was floored
+            covariance = torch.einsum("nlc,nld->lcd", z, z) / (z.shape[0] - 1)
+            eigenvalues, vectors = torch.linalg.eigh(covariance.double())
+            scale = eigenvalues.clamp_min(self.whiten_floor).rsqrt()
+            self.whiten.copy_((vectors * scale[:, None, :]) @ vectors.transpose(1, 2))
+
+    def _standardized(self, mu, log_sigma):
+        return (mu - self.mean[0]) / self.std[0], (log_sigma - self.mean[1]) / self.std[1]
 
     def forward(self, mu, log_sigma):
         """Squashed statistics [B, L, C] -> standardised (mu, log_sigma), same shapes."""
-        z_mu = (mu - self.mean[0]) / self.std[0]
-        z_sigma = (log_sigma - self.mean[1]) / self.std[1]
+        z_mu, z_sigma = self._standardized(mu, log_sigma)
+        if self.whiten_floor > 0:
+            z = torch.cat([z_mu, z_sigma], dim=-1)
+            z_mu, z_sigma = torch.einsum("blc,ldc->bld", z, self.whiten.to(z.dtype)).chunk(2, dim=-1)
         if self.clip > 0:
             z_mu = self.clip * torch.tanh(z_mu / self.clip)
             z_sigma = self.clip * torch.tanh(z_sigma / self.clip)
