@@ -313,6 +313,13 @@ def test_whitened_standardizer_decorrelates_each_layer_and_bounds_the_unseen_dir
     ratio = white(poked, log_sigma)[0][:, 1, 2] / plain(poked, log_sigma)[0][:, 1, 2]
     torch.testing.assert_close(ratio, torch.full((n,), floor ** -0.5), rtol=1e-4, atol=0)
     assert "whiten" in white.state_dict() and "whiten" not in plain.state_dict()
+    first = StatsStandardizer(n_layers=2, width=width, min_std=0.1, clip=0.0, whiten_floor=floor,
+                              whiten_layers=(0,))
+    first.fit(mu, log_sigma)
+    torch.testing.assert_close(first(mu, log_sigma)[0][:, 0], w_mu[:, 0])  # layer 0 whitened
+    torch.testing.assert_close(first(mu, log_sigma)[0][:, 1], plain(mu, log_sigma)[0][:, 1])  # 1 not
+    with pytest.raises(ValueError, match="whiten_layers"):
+        StatsStandardizer(2, width, min_std=0.1, clip=0.0, whiten_floor=floor, whiten_layers=(2,))
     with pytest.raises(ValueError, match="whiten_floor"):
         StatsStandardizer(2, width, min_std=0.1, clip=0.0, whiten_floor=-1.0)
 
@@ -340,6 +347,11 @@ def test_standardized_projector_is_checkpointed_and_changes_the_tokens():
     white = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", stats_norm_whiten_floor=0.1,
                         **kwargs)
     assert "projector.standardizer.whiten" in white.learner.state_dict()
+    with pytest.raises(ConfigError, match="STATS_NORM_WHITEN_LAYERS"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", stats_norm_whiten_floor=0.1,
+                    stats_norm_whiten_layers=(9,), **kwargs)
+    with pytest.raises(ConfigError, match="STATS_NORM_WHITEN_LAYERS"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", stats_norm_whiten_layers=(0,), **kwargs)
 
 
 def test_style_distance_is_the_rms_of_each_layers_standardized_statistics():

@@ -175,6 +175,10 @@ def extend_cfg(cfg):
     # scaled by at most 1 / sqrt(floor)), so that a move of k standard deviations weighs the same in
     # every direction (docs/method.md M36). Needs STATS_NORM authorized. 0: per channel only.
     ip.STATS_NORM_WHITEN_FLOOR = 0.0
+    # The tapped layers (indices from 0) STATS_NORM_WHITEN_FLOOR decorrelates; the others are
+    # standardised per channel only. (): every layer. A wide layer's covariance needs many more
+    # authorized images than channels; with too few, whitening it fits the training images (M36).
+    ip.STATS_NORM_WHITEN_LAYERS = ()
     # The domain tokens also read each layer's distance from the authorized style: the RMS over
     # channels of the standardised mu and log sigma (two numbers per layer). Needs STATS_NORM
     # authorized. False: the statistics only (docs/method.md M25: measured, not shipped).

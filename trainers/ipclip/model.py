@@ -46,6 +46,7 @@ class IPCLIPModel(nn.Module):
                  domain_token_init="", token_bound_type="coordinate", projector_form="ours",
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
                  stats_norm_min_std=0.1, stats_norm_clip=5.0, stats_norm_whiten_floor=0.0,
+                 stats_norm_whiten_layers=(),
                  stats_distance=False, zero_shot_prompts=(),
                  anchor_teacher="zero_shot", anchor_ctx_init="a photo of a"):
         super().__init__()
@@ -63,6 +64,9 @@ class IPCLIPModel(nn.Module):
             raise ConfigError("TRAINER.IPCLIP.STATS_NORM_WHITEN_FLOOR decorrelates the standardised "
                               "statistics: set TRAINER.IPCLIP.STATS_NORM authorized (got "
                               f"{stats_norm!r}) or STATS_NORM_WHITEN_FLOOR 0.0.")
+        if stats_norm_whiten_layers and not stats_norm_whiten_floor:
+            raise ConfigError("TRAINER.IPCLIP.STATS_NORM_WHITEN_LAYERS picks the layers that "
+                              "STATS_NORM_WHITEN_FLOOR decorrelates: set the floor > 0, or the layers to ().")
         if stats_distance and stats_norm != "authorized":
             raise ConfigError("TRAINER.IPCLIP.STATS_DISTANCE measures the distance from the authorized "
                               "style in the standardised statistics: set TRAINER.IPCLIP.STATS_NORM "
@@ -71,6 +75,11 @@ class IPCLIPModel(nn.Module):
         # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
         self.tap = (VisualFeatureTap(clip_model.visual, eps=RELEASE_SIGMA_SUM_EPS, eps_on_sum=True)
                     if release_projector else VisualFeatureTap(clip_model.visual))
+        n_tapped = self.tap.num_layers
+        if not all(isinstance(i, int) and 0 <= i < n_tapped for i in stats_norm_whiten_layers):
+            raise ConfigError(f"TRAINER.IPCLIP.STATS_NORM_WHITEN_LAYERS must list tapped-layer indices in "
+                              f"[0, {n_tapped - 1}] (this encoder has {n_tapped}), e.g. (0,); got "
+                              f"{stats_norm_whiten_layers!r}")
         text_width = clip_model.ln_final.weight.shape[0]
         embed_dim = clip_model.text_projection.shape[1]
         # TOKEN_BOUND is in units of CLIP's own token embeddings (whatever the backbone): their
@@ -84,7 +93,8 @@ class IPCLIPModel(nn.Module):
         else:
             standardizer = (StatsStandardizer(self.tap.num_layers, max(self.tap.layer_dims),
                                               stats_norm_min_std, stats_norm_clip,
-                                              whiten_floor=stats_norm_whiten_floor)
+                                              whiten_floor=stats_norm_whiten_floor,
+                                              whiten_layers=tuple(stats_norm_whiten_layers) or None)
                             if stats_norm == "authorized" else None)
             projector = IPProjector(self.tap.layer_dims, text_width, standardizer=standardizer,
                                     stats_distance=stats_distance, **kwargs)

@@ -20,7 +20,8 @@ images' own principal directions stretched: they spread several standard deviati
 correlated directions, and the projector learns to ignore moves along them, which is where the
 nearest real domain lies (docs/method.md M30-M31). Whitened, a move of k standard deviations weighs
 the same along every direction. With few authorized images beside wide layers the inverse covariance
-fits the training images' own noise: the floor bounds that (M36).
+fits the training images' own noise: the floor bounds that, and STATS_NORM_WHITEN_LAYERS keeps the
+decorrelation to the layers whose covariance the images determine (M36).
 """
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ STATS_NORMS = ("none", "authorized")
 
 
 class StatsStandardizer(nn.Module):
-    def __init__(self, n_layers, width, min_std, clip, whiten_floor=0.0):
+    def __init__(self, n_layers, width, min_std, clip, whiten_floor=0.0, whiten_layers=None):
         super().__init__()
         if min_std <= 0:
             raise ValueError(f"StatsStandardizer min_std must be > 0, got {min_std}")
@@ -40,6 +41,11 @@ class StatsStandardizer(nn.Module):
         self.min_std = float(min_std)
         self.clip = float(clip)
         self.whiten_floor = float(whiten_floor)
+        # the layers decorrelated (None: all); the others keep the identity, i.e. per channel only
+        self.whiten_layers = None if whiten_layers is None else tuple(int(i) for i in whiten_layers)
+        if self.whiten_layers is not None and not all(0 <= i < n_layers for i in self.whiten_layers):
+            raise ValueError(f"StatsStandardizer whiten_layers must be layer indices in [0, {n_layers - 1}], "
+                             f"got {whiten_layers}")
         # [2, L, C]: row 0 for asinh(mu), row 1 for log(sigma); identity until fitted
         self.register_buffer("mean", torch.zeros(2, n_layers, width))
         self.register_buffer("std", torch.ones(2, n_layers, width))
@@ -64,7 +70,12 @@ class StatsStandardizer(nn.Module):
             covariance = torch.einsum("nlc,nld->lcd", z, z) / (z.shape[0] - 1)
             eigenvalues, vectors = torch.linalg.eigh(covariance.double())
             scale = eigenvalues.clamp_min(self.whiten_floor).rsqrt()
-            self.whiten.copy_((vectors * scale[:, None, :]) @ vectors.transpose(1, 2))
+            whiten = (vectors * scale[:, None, :]) @ vectors.transpose(1, 2)
+            if self.whiten_layers is not None:
+                kept = torch.zeros(whiten.shape[0], dtype=torch.bool)
+                kept[list(self.whiten_layers)] = True
+                whiten[~kept] = torch.eye(whiten.shape[1], dtype=whiten.dtype)
+            self.whiten.copy_(whiten)
 
     def _standardized(self, mu, log_sigma):
         return (mu - self.mean[0]) / self.std[0], (log_sigma - self.mean[1]) / self.std[1]
