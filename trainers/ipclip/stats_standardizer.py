@@ -42,8 +42,8 @@ class StatsStandardizer(nn.Module):
         self.clip = float(clip)
         self.whiten_floor = float(whiten_floor)
         # the layers decorrelated (None: all); the others keep the identity, i.e. per channel only
-        self.whiten_layers = None if whiten_layers is None else tuple(int(i) for i in whiten_layers)
-        if self.whiten_layers is not None and not all(0 <= i < n_layers for i in self.whiten_layers):
+        self.whiten_layers = tuple(range(n_layers) if whiten_layers is None else map(int, whiten_layers))
+        if not all(0 <= i < n_layers for i in self.whiten_layers):
             raise ValueError(f"StatsStandardizer whiten_layers must be layer indices in [0, {n_layers - 1}], "
                              f"got {whiten_layers}")
         # [2, L, C]: row 0 for asinh(mu), row 1 for log(sigma); identity until fitted
@@ -64,18 +64,15 @@ class StatsStandardizer(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(self.min_std))
         if self.whiten_floor > 0:
-            z = torch.cat(self._standardized(mu.float(), log_sigma.float()), dim=-1)  # [N, L, 2C]
-            z = z - z.mean(0)
+            layers = list(self.whiten_layers)
+            z = torch.cat(self._standardized(mu.float(), log_sigma.float()), dim=-1)[:, layers]
+            z = z - z.mean(0)  # [N, K, 2C]
             # the correlation matrix, but for channels whose std was floored
             covariance = torch.einsum("nlc,nld->lcd", z, z) / (z.shape[0] - 1)
             eigenvalues, vectors = torch.linalg.eigh(covariance.double())
             scale = eigenvalues.clamp_min(self.whiten_floor).rsqrt()
-            whiten = (vectors * scale[:, None, :]) @ vectors.transpose(1, 2)
-            if self.whiten_layers is not None:
-                kept = torch.zeros(whiten.shape[0], dtype=torch.bool)
-                kept[list(self.whiten_layers)] = True
-                whiten[~kept] = torch.eye(whiten.shape[1], dtype=whiten.dtype)
-            self.whiten.copy_(whiten)
+            self.whiten.copy_(torch.eye(self.whiten.shape[-1]))
+            self.whiten[layers] = ((vectors * scale[:, None, :]) @ vectors.transpose(1, 2)).to(self.whiten)
 
     def _standardized(self, mu, log_sigma):
         return (mu - self.mean[0]) / self.std[0], (log_sigma - self.mean[1]) / self.std[1]

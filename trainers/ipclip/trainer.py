@@ -133,7 +133,7 @@ class IPCLIP(TrainerXU):
             bank_prototype=icfg.BANK_PROTOTYPE, stats_norm=icfg.STATS_NORM,
             stats_norm_min_std=icfg.STATS_NORM_MIN_STD, stats_norm_clip=icfg.STATS_NORM_CLIP,
             stats_norm_whiten_floor=icfg.STATS_NORM_WHITEN_FLOOR,
-            stats_norm_whiten_layers=tuple(icfg.STATS_NORM_WHITEN_LAYERS),
+            stats_norm_whiten_layers=icfg.STATS_NORM_WHITEN_LAYERS,
             stats_distance=icfg.STATS_DISTANCE,
             zero_shot_prompts=zero_shot_prompts,
             anchor_teacher=icfg.ANCHOR.TEACHER, anchor_ctx_init=icfg.ANCHOR.CTX_INIT,
