@@ -316,6 +316,7 @@ def test_whitened_standardizer_decorrelates_each_layer_and_bounds_the_unseen_dir
     first = StatsStandardizer(n_layers=2, width=width, min_std=0.1, clip=0.0, whiten_floor=floor,
                               whiten_layers=(0,))
     first.fit(mu, log_sigma)
+    assert first.whiten.shape == (1, 2 * width, 2 * width)  # only the whitened layer's matrix is stored
     torch.testing.assert_close(first(mu, log_sigma)[0][:, 0], w_mu[:, 0])  # layer 0 whitened
     torch.testing.assert_close(first(mu, log_sigma)[0][:, 1], plain(mu, log_sigma)[0][:, 1])  # 1 not
     with pytest.raises(ValueError, match="whiten_layers"):

@@ -49,9 +49,11 @@ class StatsStandardizer(nn.Module):
         # [2, L, C]: row 0 for asinh(mu), row 1 for log(sigma); identity until fitted
         self.register_buffer("mean", torch.zeros(2, n_layers, width))
         self.register_buffer("std", torch.ones(2, n_layers, width))
-        if self.whiten_floor > 0:  # a buffer only then: checkpoints without it stay loadable
-            # [L, 2C, 2C] acting on concat(z_mu, z_sigma) of each layer; identity until fitted
-            self.register_buffer("whiten", torch.eye(2 * width).repeat(n_layers, 1, 1))
+        if self.whiten_floor > 0:  # buffers only then: checkpoints without them stay loadable
+            # [K, 2C, 2C] acting on concat(z_mu, z_sigma) of each whitened layer (the others keep the
+            # identity, not stored: 12 ViT-B/16 layers of 1536 x 1536 would be 113 MB); identity until fitted
+            self.register_buffer("whiten_index", torch.tensor(self.whiten_layers, dtype=torch.long))
+            self.register_buffer("whiten", torch.eye(2 * width).repeat(len(self.whiten_layers), 1, 1))
 
     @torch.no_grad()
     def fit(self, mu, log_sigma):
@@ -64,15 +66,13 @@ class StatsStandardizer(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(self.min_std))
         if self.whiten_floor > 0:
-            layers = list(self.whiten_layers)
-            z = torch.cat(self._standardized(mu.float(), log_sigma.float()), dim=-1)[:, layers]
+            z = torch.cat(self._standardized(mu.float(), log_sigma.float()), dim=-1)[:, self.whiten_index]
             z = z - z.mean(0)  # [N, K, 2C]
             # the correlation matrix, but for channels whose std was floored
             covariance = torch.einsum("nlc,nld->lcd", z, z) / (z.shape[0] - 1)
             eigenvalues, vectors = torch.linalg.eigh(covariance.double())
             scale = eigenvalues.clamp_min(self.whiten_floor).rsqrt()
-            self.whiten.copy_(torch.eye(self.whiten.shape[-1]))
-            self.whiten[layers] = ((vectors * scale[:, None, :]) @ vectors.transpose(1, 2)).to(self.whiten)
+            self.whiten.copy_((vectors * scale[:, None, :]) @ vectors.transpose(1, 2))
 
     def _standardized(self, mu, log_sigma):
         return (mu - self.mean[0]) / self.std[0], (log_sigma - self.mean[1]) / self.std[1]
@@ -82,7 +82,8 @@ class StatsStandardizer(nn.Module):
         z_mu, z_sigma = self._standardized(mu, log_sigma)
         if self.whiten_floor > 0:
             z = torch.cat([z_mu, z_sigma], dim=-1)
-            z_mu, z_sigma = torch.einsum("blc,ldc->bld", z, self.whiten.to(z.dtype)).chunk(2, dim=-1)
+            white = torch.einsum("blc,ldc->bld", z[:, self.whiten_index], self.whiten.to(z.dtype))
+            z_mu, z_sigma = z.index_copy(1, self.whiten_index, white.to(z.dtype)).chunk(2, dim=-1)  # AMP: einsum may be fp16
         if self.clip > 0:
             z_mu = self.clip * torch.tanh(z_mu / self.clip)
             z_sigma = self.clip * torch.tanh(z_sigma / self.clip)
