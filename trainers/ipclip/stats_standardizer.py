@@ -83,7 +83,8 @@ class StatsStandardizer(nn.Module):
         if self.whiten_floor > 0:
             z = torch.cat([z_mu, z_sigma], dim=-1)
             white = torch.einsum("blc,ldc->bld", z[:, self.whiten_index], self.whiten.to(z.dtype))
-            z_mu, z_sigma = z.index_copy(1, self.whiten_index, white.to(z.dtype)).chunk(2, dim=-1)  # AMP: einsum may be fp16
+            # .to: under AMP the einsum may come out in half precision
+            z_mu, z_sigma = z.index_copy(1, self.whiten_index, white.to(z.dtype)).chunk(2, dim=-1)
         if self.clip > 0:
             z_mu = self.clip * torch.tanh(z_mu / self.clip)
             z_sigma = self.clip * torch.tanh(z_sigma / self.clip)
