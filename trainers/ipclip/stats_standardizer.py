@@ -42,8 +42,8 @@ class StatsStandardizer(nn.Module):
         self.clip = float(clip)
         self.whiten_floor = float(whiten_floor)
         # the layers decorrelated (None: all); the others keep the identity, i.e. per channel only
-        self.whiten_layers = tuple(range(n_layers) if whiten_layers is None else map(int, whiten_layers))
-        if not all(0 <= i < n_layers for i in self.whiten_layers):
+        layers = tuple(range(n_layers) if whiten_layers is None else map(int, whiten_layers))
+        if not all(0 <= i < n_layers for i in layers):
             raise ValueError(f"StatsStandardizer whiten_layers must be layer indices in [0, {n_layers - 1}], "
                              f"got {whiten_layers}")
         # [2, L, C]: row 0 for asinh(mu), row 1 for log(sigma); identity until fitted
@@ -52,8 +52,8 @@ class StatsStandardizer(nn.Module):
         if self.whiten_floor > 0:  # buffers only then: checkpoints without them stay loadable
             # [K, 2C, 2C] acting on concat(z_mu, z_sigma) of each whitened layer (the others keep the
             # identity, not stored: 12 ViT-B/16 layers of 1536 x 1536 would be 113 MB); identity until fitted
-            self.register_buffer("whiten_index", torch.tensor(self.whiten_layers, dtype=torch.long))
-            self.register_buffer("whiten", torch.eye(2 * width).repeat(len(self.whiten_layers), 1, 1))
+            self.register_buffer("whiten_index", torch.tensor(layers, dtype=torch.long))
+            self.register_buffer("whiten", torch.eye(2 * width).repeat(len(layers), 1, 1))
 
     @torch.no_grad()
     def fit(self, mu, log_sigma):
