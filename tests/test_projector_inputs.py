@@ -443,3 +443,43 @@ def test_learned_anchor_teacher_starts_as_zero_shot_and_learns_alone():
     with pytest.raises(ConfigError, match="CTX_INIT"):
         IPCLIPModel(clip_model, ["cat"], zero_shot_prompts=prompts[:1],
                     anchor_teacher="learned_context", anchor_ctx_init="", **kwargs)
+
+
+def test_layer_dropout_sets_dropped_layers_to_the_authorized_mean_in_training_only():
+    clip_model = build_random_clip("tiny-rn")
+    kwargs = dict(n_image_tokens=4, projector_hidden=0, bank_size=2, branch_hidden=0)
+    model = IPCLIPModel(clip_model, ["cat", "dog"], stats_norm="authorized", layer_dropout=0.5,
+                        **kwargs)
+    projector = model.projector
+    x = images(16, clip_model.visual.input_resolution)
+    _, stats = model.tap.tap(x)
+    projector.standardizer.fit(*projector.squashed(stats, standardize=False))
+    n_layers = len(projector.layer_dims)
+    # What a layer reads at the authorized mean: its tokens with that layer's statistics at 0.
+    mu, log_sigma = projector.squashed(stats)
+    projector.eval()
+    full = projector(stats)
+    assert torch.equal(projector(stats)[0], full[0])  # evaluation: every layer read, deterministic
+    zero_domain = projector.domain_mlp(torch.zeros_like(mu), torch.zeros_like(log_sigma))
+    zero_content = projector.content_mlp(torch.zeros_like(mu))
+    projector.train()
+    torch.manual_seed(0)
+    domain, image = projector(stats)
+    dropped = (domain - projector._bound(zero_domain)).abs().amax(-1) == 0  # [B, L]
+    kept = (domain - full[0]).abs().amax(-1) == 0
+    assert torch.all(dropped ^ kept)  # each (image, layer) either read or at the authorized mean
+    assert 0.25 < dropped.float().mean() < 0.75
+    # The content tokens see the same drop: recompute them from the dropped inputs.
+    keep = (~dropped)[..., None].to(mu.dtype)
+    content = projector.content_mlp(mu * keep)
+    mixing = torch.softmax(projector.mix_logits, dim=-1)
+    expected = torch.einsum("ml,bld->bmd", mixing, content) + projector.image_token_offset
+    torch.testing.assert_close(image, projector._bound(expected))
+    assert zero_content.shape == (16, n_layers, projector.text_width)
+    # Gradients still reach the kept layers' input maps.
+    domain.sum().backward()
+    assert projector.domain_mlp.inputs[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="PROJECTOR_LAYER_DROPOUT"):
+        IPCLIPModel(clip_model, ["cat"], layer_dropout=0.5, **kwargs)
+    with pytest.raises(ConfigError, match="PROJECTOR_LAYER_DROPOUT"):
+        IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", layer_dropout=1.0, **kwargs)

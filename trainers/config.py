@@ -183,6 +183,12 @@ def extend_cfg(cfg):
     # channels of the standardised mu and log sigma (two numbers per layer). Needs STATS_NORM
     # authorized. False: the statistics only (docs/method.md M25: measured, not shipped).
     ip.STATS_DISTANCE = False
+    # Training only: each image's statistics of each tapped layer are replaced, with this
+    # probability, by the authorized images' mean (0 after standardising), for the domain and the
+    # content tokens alike, so that no single layer's evidence decides what the model accepts: a
+    # stand-in must also be refused from the layers it was not dropped at (docs/method.md M39).
+    # Needs STATS_NORM authorized. 0: every layer always read.
+    ip.PROJECTOR_LAYER_DROPOUT = 0.0
     # The anchor's teacher (LOSS.<S>.W_ZS > 0; trainers/ipclip/anchor_teacher.py): "zero_shot"
     # (zero-shot CLIP's prompts, frozen) or "learned_context" (a CoOp-style shared context that
     # learns from the authorized images' cross-entropy beside IP-CLIP and starts as CTX_INIT).

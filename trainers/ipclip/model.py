@@ -47,7 +47,7 @@ class IPCLIPModel(nn.Module):
                  branch_form="ours", bank_prototype="filled_slots", stats_norm="none",
                  stats_norm_min_std=0.1, stats_norm_clip=5.0, stats_norm_whiten_floor=0.0,
                  stats_norm_whiten_layers=(),
-                 stats_distance=False, zero_shot_prompts=(),
+                 stats_distance=False, layer_dropout=0.0, zero_shot_prompts=(),
                  anchor_teacher="zero_shot", anchor_ctx_init="a photo of a"):
         super().__init__()
         if projector_form not in PROJECTOR_FORMS:
@@ -71,6 +71,11 @@ class IPCLIPModel(nn.Module):
             raise ConfigError("TRAINER.IPCLIP.STATS_DISTANCE measures the distance from the authorized "
                               "style in the standardised statistics: set TRAINER.IPCLIP.STATS_NORM "
                               f"authorized (got {stats_norm!r}) or STATS_DISTANCE False.")
+        if layer_dropout and stats_norm != "authorized":
+            raise ConfigError("TRAINER.IPCLIP.PROJECTOR_LAYER_DROPOUT replaces a layer's statistics by "
+                              "the authorized images' mean, which is 0 only after standardising: set "
+                              f"TRAINER.IPCLIP.STATS_NORM authorized (got {stats_norm!r}) or "
+                              "PROJECTOR_LAYER_DROPOUT 0.0.")
         self.clip_model = clip_model
         # a plain object: hooks only, no parameters; the release's AdaIN adds its eps to the sum
         self.tap = (VisualFeatureTap(clip_model.visual, eps=RELEASE_SIGMA_SUM_EPS, eps_on_sum=True)
@@ -97,7 +102,8 @@ class IPCLIPModel(nn.Module):
                                               whiten_layers=tuple(stats_norm_whiten_layers) or None)
                             if stats_norm == "authorized" else None)
             projector = IPProjector(self.tap.layer_dims, text_width, standardizer=standardizer,
-                                    stats_distance=stats_distance, **kwargs)
+                                    stats_distance=stats_distance, layer_dropout=layer_dropout,
+                                    **kwargs)
         if image_token_init:
             projector.init_image_tokens(_word_embeddings(clip_model, image_token_init, n_image_tokens))
         if domain_token_init:

@@ -135,6 +135,7 @@ class IPCLIP(TrainerXU):
             stats_norm_whiten_floor=icfg.STATS_NORM_WHITEN_FLOOR,
             stats_norm_whiten_layers=icfg.STATS_NORM_WHITEN_LAYERS,
             stats_distance=icfg.STATS_DISTANCE,
+            layer_dropout=icfg.PROJECTOR_LAYER_DROPOUT,
             zero_shot_prompts=zero_shot_prompts,
             anchor_teacher=icfg.ANCHOR.TEACHER, anchor_ctx_init=icfg.ANCHOR.CTX_INIT,
         )
