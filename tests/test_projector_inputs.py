@@ -483,3 +483,55 @@ def test_layer_dropout_sets_dropped_layers_to_the_authorized_mean_in_training_on
         IPCLIPModel(clip_model, ["cat"], layer_dropout=0.5, **kwargs)
     with pytest.raises(ConfigError, match="PROJECTOR_LAYER_DROPOUT"):
         IPCLIPModel(clip_model, ["cat"], stats_norm="authorized", layer_dropout=1.0, **kwargs)
+
+
+def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_only():
+    """GLOBAL_SHARE: some re-styled images move their last layer's channel means by k ~ U(GLOBAL_SHIFT)
+    standard deviations between the authorized images, and are not re-styled at LAYERS."""
+    node = restyle_node(PROB=1.0, MIN_STRENGTH=0.1, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(-1,),
+                        GLOBAL_SHIFT=(1.5, 3.0))
+    restyle = FeatureRestyle.from_cfg(node, 4)
+    assert restyle.global_layers == {3}
+    torch.manual_seed(0)
+    n_clean, n_cand = 6, 200
+    strength, shift = restyle.split_global(restyle.draw(n_clean, n_cand, torch.device("cpu")), n_clean)
+    assert torch.all(shift[:n_clean] == 0) and torch.all(strength[:n_clean] == 0)
+    moved = shift > 0
+    assert 0.35 < moved[n_clean:].float().mean() < 0.65
+    assert torch.all(strength[moved] == 0) and torch.all(strength[n_clean:][~moved[n_clean:]] >= 0.1)
+    assert shift[moved].min() >= 1.5 and shift[moved].max() <= 3.0
+    # Off: nothing drawn, the random stream of the configs without it.
+    plain = FeatureRestyle.from_cfg(restyle_node(PROB=1.0), 4)
+    torch.manual_seed(0)
+    s = plain.draw(2, 5, torch.device("cpu"))
+    state = torch.get_rng_state()
+    assert plain.split_global(s, 2) == (s, None)
+    assert torch.equal(torch.get_rng_state(), state)
+    # The shift, on a 1x1 layer: rows of shift 0 unchanged; the others moved by shift * e * spread,
+    # spread the std of the first n_reference rows' channel means.
+    x = torch.randn(5, 8, 1, 1) * torch.linspace(0.5, 4, 8).view(1, 8, 1, 1)
+    shift = torch.tensor([0.0, 0.0, 0.0, 2.0, 1.0])
+    torch.manual_seed(1)
+    out = FeatureRestyle.apply_global(x, shift, 3, (2, 3), 0)
+    torch.manual_seed(1)
+    e = torch.randn(5, 8, 1, 1)
+    spread = (x[:3].var(0, correction=0, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(out, x + shift.view(5, 1, 1, 1) * e * spread)
+    # Through the encoder: moved images differ at the last layer only, the others nowhere.
+    clip_model = build_random_clip("tiny-rn")
+    tap = VisualFeatureTap(clip_model.visual)
+    imgs = torch.rand(4, 3, clip_model.visual.input_resolution, clip_model.visual.input_resolution)
+    with tap:
+        _, clean = tap.tap(imgs)
+        hook = restyle.hook(torch.zeros(4), None, torch.tensor([0.0, 0.0, 2.0, 2.0]), 2)
+        _, stats = tap.tap(imgs, hook)
+    for layer in range(3):
+        torch.testing.assert_close(stats[layer][0], clean[layer][0])
+    torch.testing.assert_close(stats[3][0][:2], clean[3][0][:2])
+    assert not torch.allclose(stats[3][0][2:], clean[3][0][2:])
+    with pytest.raises(ConfigError, match="GLOBAL_LAYERS"):
+        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(0,)), 4)
+    with pytest.raises(ConfigError, match="GLOBAL_LAYERS"):
+        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(4,)), 4)
+    with pytest.raises(ConfigError, match="GLOBAL_SHIFT"):
+        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_SHIFT=(3.0, 1.0)), 4)

@@ -66,8 +66,11 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     hook = None
     if restyle is not None and restyle.enabled:
         x_u, y_u, n_copies = restyle.with_authorized_copies(x_a, y_a, x_u, y_u)
-        strength = restyle.split_moments(restyle.draw(n, x_u.shape[0], x_a.device, n_copies))
-        hook = restyle.hook(strength, restyle.draw_partners(n, x_u.shape[0], x_a.device))
+        strength, global_shift = restyle.split_global(
+            restyle.draw(n, x_u.shape[0], x_a.device, n_copies), n)
+        strength = restyle.split_moments(strength)
+        hook = restyle.hook(strength, restyle.draw_partners(n, x_u.shape[0], x_a.device),
+                            global_shift, n)
     out = model.encode(torch.cat([x_a, x_u]), restyle=hook)
     logits_a, logits_u = out["logits"][:n], out["logits"][n:]
     text_a, text_u = out["text"][:n], out["text"][n:]
