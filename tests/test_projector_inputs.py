@@ -486,18 +486,20 @@ def test_layer_dropout_sets_dropped_layers_to_the_authorized_mean_in_training_on
 
 
 def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_only():
-    """GLOBAL_SHARE: some re-styled images move their last layer's channel means by k ~ U(GLOBAL_SHIFT)
+    """GLOBAL_SHARE: some authorized copies move their last layer's channel means by k ~ U(GLOBAL_SHIFT)
     standard deviations between the authorized images, and are not re-styled at LAYERS."""
-    node = restyle_node(PROB=1.0, MIN_STRENGTH=0.1, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(-1,),
-                        GLOBAL_SHIFT=(1.5, 3.0))
+    node = restyle_node(PROB=1.0, MIN_STRENGTH=0.1, AUTHORIZED_SHARE=0.25, GLOBAL_SHARE=0.5,
+                        GLOBAL_LAYERS=(-1,), GLOBAL_SHIFT=(1.5, 3.0))
     restyle = FeatureRestyle.from_cfg(node, 4)
     assert restyle.global_layers == {3}
     torch.manual_seed(0)
-    n_clean, n_cand = 6, 200
-    strength, shift = restyle.split_global(restyle.draw(n_clean, n_cand, torch.device("cpu")), n_clean)
+    n_clean, n_copies, n_cand = 6, 100, 200
+    strength, shift = restyle.split_global(
+        restyle.draw(n_clean, n_cand, torch.device("cpu"), n_copies), n_clean, n_copies)
     assert torch.all(shift[:n_clean] == 0) and torch.all(strength[:n_clean] == 0)
+    assert torch.all(shift[n_clean + n_copies:] == 0)  # only the copies move
     moved = shift > 0
-    assert 0.35 < moved[n_clean:].float().mean() < 0.65
+    assert 0.35 < moved[n_clean:n_clean + n_copies].float().mean() < 0.65
     assert torch.all(strength[moved] == 0) and torch.all(strength[n_clean:][~moved[n_clean:]] >= 0.1)
     assert shift[moved].min() >= 1.5 and shift[moved].max() <= 3.0
     # Off: nothing drawn, the random stream of the configs without it.
@@ -505,7 +507,7 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
     torch.manual_seed(0)
     s = plain.draw(2, 5, torch.device("cpu"))
     state = torch.get_rng_state()
-    assert plain.split_global(s, 2) == (s, None)
+    assert plain.split_global(s, 2, 0) == (s, None)
     assert torch.equal(torch.get_rng_state(), state)
     # The shift, on a 1x1 layer: rows of shift 0 unchanged; the others moved by shift * e * spread,
     # spread the std of the first n_reference rows' channel means.
@@ -529,9 +531,12 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
         torch.testing.assert_close(stats[layer][0], clean[layer][0])
     torch.testing.assert_close(stats[3][0][:2], clean[3][0][:2])
     assert not torch.allclose(stats[3][0][2:], clean[3][0][2:])
+    copies = dict(PROB=1.0, AUTHORIZED_SHARE=0.25, GLOBAL_SHARE=0.5)
     with pytest.raises(ConfigError, match="GLOBAL_LAYERS"):
-        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(0,)), 4)
+        FeatureRestyle.from_cfg(restyle_node(GLOBAL_LAYERS=(0,), **copies), 4)
     with pytest.raises(ConfigError, match="GLOBAL_LAYERS"):
-        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_LAYERS=(4,)), 4)
+        FeatureRestyle.from_cfg(restyle_node(GLOBAL_LAYERS=(4,), **copies), 4)
     with pytest.raises(ConfigError, match="GLOBAL_SHIFT"):
-        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5, GLOBAL_SHIFT=(3.0, 1.0)), 4)
+        FeatureRestyle.from_cfg(restyle_node(GLOBAL_SHIFT=(3.0, 1.0), **copies), 4)
+    with pytest.raises(ConfigError, match="AUTHORIZED_SHARE"):
+        FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5), 4)

@@ -235,12 +235,13 @@ def extend_cfg(cfg):
     # Share of the re-styled images of which only the mean or only the spread moves (one of the
     # two at random): a refused style that differs in one moment only. 0: both always move.
     ip.FEATURE_RESTYLE.DECOUPLE = 0.0
-    # Share of the re-styled images re-styled at GLOBAL_LAYERS instead of LAYERS: each channel's mean
-    # moved by k ~ U(GLOBAL_SHIFT) standard deviations of that channel's mean over the batch's
-    # authorized images (N(0, 1) per channel), its spread kept. A layer of little spatial extent (a
-    # ResNet's last stage is 1x1) has no spread to re-style in, and there a near domain sits far
-    # further from the source than at the first layer (docs/method.md M39). GLOBAL_LAYERS counts
-    # from 0, negative from the last tapped layer. GLOBAL_SHARE 0: off.
+    # Share of the authorized copies (AUTHORIZED_SHARE > 0) shifted at GLOBAL_LAYERS instead of
+    # re-styled at LAYERS: each channel's mean moved by k ~ U(GLOBAL_SHIFT) standard deviations of
+    # that channel's mean over the batch's authorized images (N(0, 1) per channel), its spread kept.
+    # A layer of little spatial extent (a ResNet's last stage is 1x1) has no spread to re-style in,
+    # and there a near domain sits far further from the source than at the first layer
+    # (docs/method.md M39). GLOBAL_LAYERS counts from 0, negative from the last tapped layer.
+    # GLOBAL_SHARE 0: off.
     ip.FEATURE_RESTYLE.GLOBAL_SHARE = 0.0
     ip.FEATURE_RESTYLE.GLOBAL_LAYERS = (-1,)
     ip.FEATURE_RESTYLE.GLOBAL_SHIFT = (1.5, 3.0)

@@ -50,12 +50,14 @@ the training images' own styles (with DIRECTIONS source, along the directions th
 so that test images of the source's tail are not refused with the stand-ins just beyond it
 (docs/method.md M34).
 
-GLOBAL_SHARE re-styles that share of the re-styled images at GLOBAL_LAYERS instead: each channel's
-mean moved by k ~ U(GLOBAL_SHIFT) standard deviations of the channel's mean over the batch's
-authorized images, in a N(0, 1) direction. A re-style at the first layer barely reaches the last
-one, where a near domain differs most (on `tiny-rn` the keyed paintings sit at twice the keyed
-photos' distance there, AUC 0.997, against 0.85 at the first layer); and a 1x1 layer has no spatial
-spread to measure a shift in, so the unit is the spread between images (docs/method.md M39).
+GLOBAL_SHARE shifts that share of the authorized copies (AUTHORIZED_SHARE) at GLOBAL_LAYERS instead
+of re-styling them at LAYERS: each channel's mean moved by k ~ U(GLOBAL_SHIFT) standard deviations
+of the channel's mean over the batch's authorized images, in a N(0, 1) direction. A re-style at the
+first layer barely reaches the last one, where a near domain differs most (on `tiny-rn` the keyed
+paintings sit at twice the keyed photos' distance there, AUC 0.997, against 0.85 at the first
+layer); a 1x1 layer has no spatial spread to measure a shift in, so the unit is the spread between
+images. Copies, because an unauthorized image is refused by its own cues (no key, a strong style)
+whatever its last layer says (docs/method.md M39).
 """
 import numbers
 
@@ -86,6 +88,10 @@ def check_feature_restyle(node, num_layers, key="TRAINER.IPCLIP.FEATURE_RESTYLE"
                           f"e.g. (0,); got {layers!r}")
     global_share = number("GLOBAL_SHARE", 0.0, 1.0)
     global_layers, global_shift = (), tuple(node.GLOBAL_SHIFT)
+    if global_share > 0 and not node.AUTHORIZED_SHARE:
+        raise ConfigError(f"{key}.GLOBAL_SHARE shifts a share of the authorized copies: set "
+                          f"{key}.AUTHORIZED_SHARE > 0 as well (got {node.AUTHORIZED_SHARE!r}), "
+                          f"or GLOBAL_SHARE 0.0")
     if global_share > 0:
         global_layers = node.GLOBAL_LAYERS
         valid = (isinstance(global_layers, (list, tuple)) and len(global_layers) > 0
@@ -193,14 +199,15 @@ class FeatureRestyle:
             clean = self.authorized_jitter * torch.rand(n_clean, device=device)
         return torch.cat([clean, strength * chosen])
 
-    def split_global(self, strength, n_clean):
-        """strength [B] -> (strength [B], shift [B] or None): a share GLOBAL_SHARE of the re-styled
-        candidates (after the n_clean authorized images) leaves the LAYERS re-style (strength 0) for
-        a shift of k ~ U(GLOBAL_SHIFT) at GLOBAL_LAYERS. Off: nothing drawn, the stream unchanged."""
+    def split_global(self, strength, n_clean, n_copies):
+        """strength [B] -> (strength [B], shift [B] or None): a share GLOBAL_SHARE of the n_copies
+        authorized copies (right after the n_clean authorized images) leaves the LAYERS re-style
+        (strength 0) for a shift of k ~ U(GLOBAL_SHIFT) at GLOBAL_LAYERS. Off: nothing drawn."""
         if self.global_share == 0:
             return strength, None
-        candidate = torch.arange(strength.shape[0], device=strength.device) >= n_clean
-        moved = candidate & (strength > 0) & (torch.rand_like(strength) < self.global_share)
+        index = torch.arange(strength.shape[0], device=strength.device)
+        copy = (index >= n_clean) & (index < n_clean + n_copies)
+        moved = copy & (torch.rand_like(strength) < self.global_share)
         low, high = self.global_shift
         shift = (low + (high - low) * torch.rand_like(strength)) * moved
         return strength * ~moved, shift

@@ -67,7 +67,7 @@ def training_loss(model, loss_fn, x_a, y_a, x_u, y_u, restyle=None):
     if restyle is not None and restyle.enabled:
         x_u, y_u, n_copies = restyle.with_authorized_copies(x_a, y_a, x_u, y_u)
         strength, global_shift = restyle.split_global(
-            restyle.draw(n, x_u.shape[0], x_a.device, n_copies), n)
+            restyle.draw(n, x_u.shape[0], x_a.device, n_copies), n, n_copies)
         strength = restyle.split_moments(strength)
         hook = restyle.hook(strength, restyle.draw_partners(n, x_u.shape[0], x_a.device),
                             global_shift, n)
