@@ -489,7 +489,7 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
     """GLOBAL_SHARE: some authorized copies move their last layer's channel means by k ~ U(GLOBAL_SHIFT)
     standard deviations between the authorized images, and are not re-styled at LAYERS."""
     node = restyle_node(PROB=1.0, MIN_STRENGTH=0.1, AUTHORIZED_SHARE=0.25, GLOBAL_SHARE=0.5,
-                        GLOBAL_LAYERS=(-1,), GLOBAL_SHIFT=(1.5, 3.0))
+                        GLOBAL_LAYERS=(-1,), GLOBAL_SHIFT=(1.5, 3.0), GLOBAL_DIRECTIONS="gaussian")
     restyle = FeatureRestyle.from_cfg(node, 4)
     assert restyle.global_layers == {3}
     torch.manual_seed(0)
@@ -514,7 +514,7 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
     x = torch.randn(5, 8, 1, 1) * torch.linspace(0.5, 4, 8).view(1, 8, 1, 1)
     shift = torch.tensor([0.0, 0.0, 0.0, 2.0, 1.0])
     torch.manual_seed(1)
-    out = FeatureRestyle.apply_global(x, shift, 3, (2, 3), 0)
+    out = restyle.apply_global(x, shift, 3, (2, 3), 0)
     torch.manual_seed(1)
     e = torch.randn(5, 8, 1, 1)
     spread = (x[:3].var(0, correction=0, keepdim=True) + 1e-5).sqrt()
@@ -531,6 +531,20 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
         torch.testing.assert_close(stats[layer][0], clean[layer][0])
     torch.testing.assert_close(stats[3][0][:2], clean[3][0][:2])
     assert not torch.allclose(stats[3][0][2:], clean[3][0][2:])
+    # GLOBAL_DIRECTIONS source: the move lies in the span of the reference rows' deviations, and is
+    # k standard deviations of theirs projected on it.
+    along_source = FeatureRestyle.from_cfg(restyle_node(PROB=1.0, AUTHORIZED_SHARE=0.25, GLOBAL_SHARE=1.0), 4)
+    x = torch.randn(6, 8, 1, 1)
+    out = along_source.apply_global(x, torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0, 4.0]), 4, (2, 3), 0)
+    move = (out - x).flatten(1)
+    assert torch.all(move[:4] == 0)
+    deviations = x[:4].flatten(1) - x[:4].flatten(1).mean(0)
+    in_span = torch.linalg.lstsq(deviations.T, move[4:].T).solution.T @ deviations
+    torch.testing.assert_close(in_span, move[4:], rtol=1e-4, atol=1e-4)
+    for row, k in ((4, 2.0), (5, 4.0)):
+        unit = move[row] / move[row].norm()
+        sd = (deviations @ unit).pow(2).mean().sqrt()
+        torch.testing.assert_close(move[row].norm() / sd, torch.tensor(k), rtol=1e-3, atol=1e-3)
     copies = dict(PROB=1.0, AUTHORIZED_SHARE=0.25, GLOBAL_SHARE=0.5)
     with pytest.raises(ConfigError, match="GLOBAL_LAYERS"):
         FeatureRestyle.from_cfg(restyle_node(GLOBAL_LAYERS=(0,), **copies), 4)
@@ -540,3 +554,5 @@ def test_global_restyle_moves_a_share_of_the_restyled_images_at_the_last_layer_o
         FeatureRestyle.from_cfg(restyle_node(GLOBAL_SHIFT=(3.0, 1.0), **copies), 4)
     with pytest.raises(ConfigError, match="AUTHORIZED_SHARE"):
         FeatureRestyle.from_cfg(restyle_node(PROB=1.0, GLOBAL_SHARE=0.5), 4)
+    with pytest.raises(ConfigError, match="GLOBAL_DIRECTIONS"):
+        FeatureRestyle.from_cfg(restyle_node(GLOBAL_DIRECTIONS="batch", **copies), 4)

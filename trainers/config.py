@@ -236,15 +236,18 @@ def extend_cfg(cfg):
     # two at random): a refused style that differs in one moment only. 0: both always move.
     ip.FEATURE_RESTYLE.DECOUPLE = 0.0
     # Share of the authorized copies (AUTHORIZED_SHARE > 0) shifted at GLOBAL_LAYERS instead of
-    # re-styled at LAYERS: each channel's mean moved by k ~ U(GLOBAL_SHIFT) standard deviations of
-    # that channel's mean over the batch's authorized images (N(0, 1) per channel), its spread kept.
+    # re-styled at LAYERS: the channel means moved by k ~ U(GLOBAL_SHIFT) standard deviations of the
+    # batch's authorized images, along a random combination of their deviations from their mean
+    # (GLOBAL_DIRECTIONS source) or a N(0, 1) draw per channel in each channel's units ("gaussian");
+    # the spread kept.
     # A layer of little spatial extent (a ResNet's last stage is 1x1) has no spread to re-style in,
     # and there a near domain sits far further from the source than at the first layer
     # (docs/method.md M39). GLOBAL_LAYERS counts from 0, negative from the last tapped layer.
     # GLOBAL_SHARE 0: off.
     ip.FEATURE_RESTYLE.GLOBAL_SHARE = 0.0
     ip.FEATURE_RESTYLE.GLOBAL_LAYERS = (-1,)
-    ip.FEATURE_RESTYLE.GLOBAL_SHIFT = (1.5, 3.0)
+    ip.FEATURE_RESTYLE.GLOBAL_SHIFT = (3.0, 6.0)
+    ip.FEATURE_RESTYLE.GLOBAL_DIRECTIONS = "source"
     # ---- Release fidelity (docs/method.md): each key's other value reproduces the release ----
     # IP projector and prompt layout: "ours" (per-layer MLPs of (asinh mu, log sigma), M distinct
     # image tokens, prompt [SOS][L domain][M image]) or "release" (domain token = two linear maps of
