@@ -55,9 +55,9 @@ of re-styling them at LAYERS: the channel means moved by k ~ U(GLOBAL_SHIFT) sta
 the batch's authorized images along a direction drawn from their own deviations (GLOBAL_DIRECTIONS
 source: where a near domain moves, 78 % of the keyed paintings' shift on `tiny-rn` lies in the keyed
 photos' top 10 principal directions there; a N(0, 1) draw per channel, "gaussian", is refused
-by its energy in directions the source never varies along, and left the paintings' shift
-accepted on one run in two, docs/method.md M39). A re-style at the
-first layer barely reaches the last one, where a near domain differs most (on `tiny-rn` the keyed
+by its energy in directions the source never varies along, and one run of four trained with it
+accepted the paintings' shift, docs/method.md M39). A re-style at the first layer barely reaches
+the last one, where a near domain differs most (on `tiny-rn` the keyed
 paintings sit at twice the keyed photos' distance there, AUC 0.997, against 0.85 at the first
 layer); a 1x1 layer has no spatial spread to measure a shift in, so the unit is the spread between
 images. Copies, because an unauthorized image is refused by its own cues (no key, a strong style)

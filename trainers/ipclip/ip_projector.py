@@ -150,9 +150,11 @@ class IPProjector(nn.Module):
     layer_dropout: in training mode, each (image, layer) pair's standardised statistics are set to 0
         (the authorized mean) with this probability (needs the standardizer). The re-styled
         stand-ins differ most at the first layer, where a near domain barely differs (on the tiny
-        CLIP keyed paintings vs keyed photos: distance AUC 0.90 there, 0.98-0.99 at the last two
+        CLIP keyed paintings vs keyed photos: distance AUC 0.85 there, 0.96-1.0 at the last two
         layers), so a projector that refuses from the first layer alone accepts such a domain by
         chance of its initialisation; without that layer it has to refuse from the others too.
+        Measured worse on the tiny CLIP: the later layers see little of a first-layer re-style
+        (docs/method.md M39).
     """
 
     def __init__(self, layer_dims, text_width, n_image_tokens=4, hidden=None,
