@@ -170,10 +170,8 @@ class FeatureRestyle:
                  authorized_jitter=0.0, global_share=0.0, global_layers=(), global_shift=(3.0, 6.0),
                  global_directions="source"):
         self.prob = prob
-        if global_directions not in GLOBAL_DIRECTIONS:
-            raise ConfigError(f"FeatureRestyle(global_directions=...) must be one of {GLOBAL_DIRECTIONS}; "
-                              f"got {global_directions!r}")
-        self.global_directions = global_directions
+        self.global_directions = check_global_directions(global_directions,
+                                                         "FeatureRestyle(global_directions=...)")
         self.global_share = global_share if global_layers else 0.0
         self.global_layers = frozenset(global_layers)
         self.global_shift = global_shift
